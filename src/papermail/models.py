@@ -1,0 +1,126 @@
+"""Database tables. Data flows one way: papers -> digests (with their items) -> deliveries.
+
+All timestamps are naive UTC (``utcnow()``) so SQLite and PostgreSQL store the same thing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, Column, ForeignKey, Integer, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Frequency(StrEnum):
+    daily = "daily"
+    weekly = "weekly"
+    paused = "paused"
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"
+    sending = "sending"
+    sent = "sent"
+    failed = "failed"
+
+
+class Paper(SQLModel, table=True):
+    """One paper, keyed by its arXiv id without version, else a hash of its normalized title."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    abstract: str = Field(sa_column=Column(Text, nullable=False))
+    authors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    author_count: int | None = None
+    organisation: str | None = Field(default=None, max_length=200)
+    published: date | None = None
+    listing_day: date | None = Field(default=None, index=True)
+    upvotes: int | None = None
+    url: str | None = Field(default=None, max_length=500)
+    source: str = Field(default="", max_length=40)
+    first_seen_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Subscriber(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True, max_length=320)
+    confirmed: bool = False
+    timezone: str = Field(default="UTC", max_length=64)
+    send_hour: int = Field(default=7, ge=0, le=23)
+    frequency: Frequency = Field(default=Frequency.daily, max_length=10)
+    weekly_day: int = Field(default=0, ge=0, le=6, description="0 = Monday, for weekly digests")
+    max_papers: int = Field(default=10, ge=1, le=100)
+    token_version: int = Field(default=0, description="Bump to invalidate every link sent so far")
+    unsubscribed_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def active(self) -> bool:
+        return self.confirmed and self.unsubscribed_at is None
+
+
+class Interest(SQLModel, table=True):
+    """A keyword or phrase; a negative one excludes papers that contain it."""
+
+    __table_args__ = (UniqueConstraint("subscriber_id", "phrase", "negative"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True)
+    )
+    phrase: str = Field(max_length=200)
+    weight: float = 1.0
+    negative: bool = False
+
+
+class Digest(SQLModel, table=True):
+    """One subscriber's issue for one day: the database allows exactly one."""
+
+    __table_args__ = (UniqueConstraint("subscriber_id", "issue_date"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True)
+    )
+    issue_date: date = Field(index=True)
+    scanned: int = Field(default=0, description="New papers considered for this issue")
+    covered_until: datetime = Field(description="Papers first seen up to here were considered")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DigestItem(SQLModel, table=True):
+    """A ranked paper inside a digest, with why it matched."""
+
+    __table_args__ = (UniqueConstraint("digest_id", "paper_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("digest.id", ondelete="CASCADE"), index=True)
+    )
+    paper_id: str = Field(foreign_key="paper.id", index=True, max_length=64)
+    rank: int
+    score: float
+    matched: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class Delivery(SQLModel, table=True):
+    """The sending state of a digest: pending -> sending -> sent (or failed)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("digest.id", ondelete="CASCADE"), unique=True, nullable=False
+        )
+    )
+    message_id: str = Field(max_length=250)
+    status: DeliveryStatus = Field(default=DeliveryStatus.pending, max_length=10, index=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    sent_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)

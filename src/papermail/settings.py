@@ -1,0 +1,106 @@
+"""The one typed place for configuration: every setting comes from the environment here.
+
+Nothing else in papermail reads ``os.environ``; code receives a ``Settings`` object so that tests
+and the CLI can build their own.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET = "change-me-papermail-dev-secret"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _first_existing(*candidates: Path) -> Path:
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return candidates[0]
+
+
+def default_templates_dir() -> Path:
+    """Templates ship inside the wheel; in a source checkout they sit at the repository top."""
+    return _first_existing(PACKAGE_DIR / "templates", PACKAGE_DIR.parents[1] / "templates")
+
+
+def default_samples_dir() -> Path:
+    """Sample daily-papers pages bundled with the package, used by the demo."""
+    return PACKAGE_DIR / "samples"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="`production` refuses the default signing key."
+    )
+    var_dir: Path = Field(Path("var"), description="Where the SQLite database and outbox live.")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means SQLite at `VAR_DIR/papermail.db`."
+    )
+    redis_url: str = Field(
+        "", description="Celery broker and result backend; empty runs tasks in-process (eager)."
+    )
+    secret_key: SecretStr = Field(
+        SecretStr(DEFAULT_SECRET), description="Signs every link token (itsdangerous)."
+    )
+    base_url: str = Field(
+        "http://localhost:8000", description="Public URL of the web app, used in email links."
+    )
+
+    mail_backend: Literal["outbox", "smtp"] = Field(
+        "outbox", description="`outbox` writes .eml/.html files; `smtp` delivers over SMTP."
+    )
+    outbox_dir: Path | None = Field(None, description="Outbox folder; default `VAR_DIR/outbox`.")
+    mail_from: str = Field("papermail <digest@papermail.localhost>", description="From header.")
+    unsubscribe_mailto: str = Field(
+        "unsubscribe@papermail.localhost", description="Address in the List-Unsubscribe mailto."
+    )
+    smtp_host: str = Field("localhost", description="SMTP relay host.")
+    smtp_port: int = Field(25, description="SMTP relay port.")
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        "none", description="`starttls` upgrades a plain connection, `tls` is implicit TLS."
+    )
+    smtp_username: str = Field("", description="SMTP login; empty sends without AUTH.")
+    smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password (never logged).")
+    smtp_timeout: float = Field(30.0, description="Seconds before an SMTP operation gives up.")
+
+    templates_dir: Path = Field(
+        default_factory=default_templates_dir, description="Jinja templates (email/ and web/)."
+    )
+    samples_dir: Path = Field(
+        default_factory=default_samples_dir, description="Sample pages the demo ingests."
+    )
+
+    min_score: float = Field(0.08, description="Papers scoring below this are never sent.")
+    default_max_papers: int = Field(10, description="Papers per digest for new subscribers.")
+    corpus_days: int = Field(
+        90, description="Days of stored papers the TF-IDF model is fitted on."
+    )
+    lookback_days: int = Field(
+        7, description="How far back a subscriber's first digest looks for new papers."
+    )
+    send_empty_digests: bool = Field(
+        False, description="Send a digest even when no paper matched."
+    )
+    http_timeout: float = Field(20.0, description="Seconds for one HTTP request to a source.")
+    http_retries: int = Field(3, description="Attempts for a failing HTTP request to a source.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.var_dir / 'papermail.db').as_posix()}"
+
+    @property
+    def resolved_outbox_dir(self) -> Path:
+        return self.outbox_dir or self.var_dir / "outbox"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

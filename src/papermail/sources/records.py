@@ -1,0 +1,70 @@
+"""What every source parser returns: plain records, no database, no network."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date
+
+_ARXIV_NEW = re.compile(r"(?P<id>\d{4}\.\d{4,5})(?:v\d+)?$")
+_ARXIV_OLD = re.compile(r"(?P<id>[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class PaperRecord:
+    title: str
+    abstract: str
+    source: str
+    authors: tuple[str, ...] = ()
+    author_count: int | None = None
+    organisation: str | None = None
+    published: date | None = None
+    listing_day: date | None = None
+    upvotes: int | None = None
+    url: str | None = None
+    arxiv_id: str | None = None
+
+    @property
+    def paper_id(self) -> str:
+        return paper_id(title=self.title, arxiv_id=self.arxiv_id)
+
+
+@dataclass(slots=True)
+class ParseResult:
+    """Records that parsed, and one human-readable line per record that was skipped."""
+
+    records: list[PaperRecord] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    listing_day: date | None = None
+
+
+def normalize_arxiv_id(raw: str | None) -> str | None:
+    """`http://arxiv.org/abs/2401.01234v2` -> `2401.01234`; old ids keep their archive prefix."""
+    if not raw:
+        return None
+    text = raw.strip().rstrip("/")
+    for prefix in ("arxiv:", "abs/", "pdf/"):
+        if prefix in text.lower():
+            text = text[text.lower().rindex(prefix) + len(prefix) :]
+    text = text.removesuffix(".pdf")
+    for pattern in (_ARXIV_NEW, _ARXIV_OLD):
+        match = pattern.search(text)
+        if match:
+            return match.group("id")
+    return None
+
+
+def normalize_title(title: str) -> str:
+    text = unicodedata.normalize("NFKC", title).casefold()
+    return " ".join(re.findall(r"\w+", text))
+
+
+def paper_id(*, title: str, arxiv_id: str | None = None) -> str:
+    """Stable key: the arXiv id without version, else a hash of the normalized title."""
+    normalized = normalize_arxiv_id(arxiv_id)
+    if normalized:
+        return normalized
+    digest = hashlib.sha256(normalize_title(title).encode()).hexdigest()[:20]
+    return f"t-{digest}"
