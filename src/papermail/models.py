@@ -1,6 +1,7 @@
 """Database tables. Data flows one way: papers -> digests (with their items) -> deliveries.
 
-All timestamps are naive UTC (``utcnow()``) so SQLite and PostgreSQL store the same thing.
+All timestamps are timezone-aware UTC (``utcnow()``); SQLModel stores them as UTC in SQLite and
+PostgreSQL alike and gives them back aware.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    return datetime.now(UTC)
+
+
+def parse_moment(text: str) -> datetime:
+    """An ISO date-time; one without an offset is taken as UTC."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class Frequency(StrEnum):

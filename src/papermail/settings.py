@@ -6,11 +6,12 @@ and the CLI can build their own.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET = "change-me-papermail-dev-secret"
@@ -79,18 +80,26 @@ class Settings(BaseSettings):
     )
 
     min_score: float = Field(0.08, description="Papers scoring below this are never sent.")
-    default_max_papers: int = Field(10, description="Papers per digest for new subscribers.")
-    corpus_days: int = Field(
-        90, description="Days of stored papers the TF-IDF model is fitted on."
-    )
+    corpus_days: int = Field(90, description="Days of stored papers the TF-IDF model is fitted on.")
     lookback_days: int = Field(
         7, description="How far back a subscriber's first digest looks for new papers."
     )
-    send_empty_digests: bool = Field(
-        False, description="Send a digest even when no paper matched."
+    send_empty_digests: bool = Field(False, description="Send a digest even when no paper matched.")
+    daily_sources: list[str] = Field(
+        default_factory=lambda: ["hf", "arxiv:cs.LG+cs.CL+cs.CV"],
+        description="What the daily job ingests: `hf`, `arxiv:CATS`, or file/folder paths (JSON).",
     )
     http_timeout: float = Field(20.0, description="Seconds for one HTTP request to a source.")
     http_retries: int = Field(3, description="Attempts for a failing HTTP request to a source.")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        if self.environment == "production" and self.secret_key.get_secret_value() in (
+            DEFAULT_SECRET,
+            "",
+        ):
+            raise ValueError("SECRET_KEY must be set to a private value in production")
+        return self
 
     @property
     def resolved_database_url(self) -> str:
@@ -104,3 +113,24 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated so that it cannot drift from the code."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "(computed)" if name.endswith("_dir") else field.default_factory()
+        else:
+            default = field.default
+        if isinstance(default, SecretStr):
+            default = "dev placeholder" if default.get_secret_value() else ""
+        if isinstance(default, list):
+            default = json.dumps(default)
+        shown = f"`{default}`" if default not in (None, "") else "(empty)"
+        rows.append(f"| `{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -25,9 +25,15 @@ class PaperRecord:
     upvotes: int | None = None
     url: str | None = None
     arxiv_id: str | None = None
+    # Ad-hoc corpora (JSON Lines files) bring their own stable ids; keeping them lets a re-import
+    # update the same rows and lets a person match papers back to their own data.
+    given_id: str | None = None
 
     @property
     def paper_id(self) -> str:
+        """The given id when the source brought one, else the arXiv id or a title hash."""
+        if self.given_id:
+            return self.given_id
         return paper_id(title=self.title, arxiv_id=self.arxiv_id)
 
 

@@ -1,0 +1,371 @@
+"""The `papermail` command: the verbs a person (or a compose service) runs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select
+
+from papermail.db import create_tables, session_scope
+from papermail.errors import PapermailError
+from papermail.models import (
+    Delivery,
+    Digest,
+    DigestItem,
+    Frequency,
+    Paper,
+    Subscriber,
+    parse_moment,
+    utcnow,
+)
+from papermail.services import digests as digest_service
+from papermail.services import subscriptions
+from papermail.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="papermail: a self-hosted, personalized research-paper newsletter.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+subscribers_app = typer.Typer(help="Add, list and remove subscribers.", no_args_is_help=True)
+app.add_typer(subscribers_app, name="subscribers")
+console = Console()
+
+DEMO_SUBSCRIBERS: list[tuple[str, subscriptions.Preferences]] = [
+    (
+        "ada@example.org",
+        subscriptions.Preferences(
+            keywords=("linear attention", "state space models"), excluded=("diffusion",)
+        ),
+    ),
+    (
+        "grace@example.org",
+        subscriptions.Preferences(keywords=("mixture of experts", "MoE", "inference efficiency")),
+    ),
+    (
+        "alan@example.org",
+        subscriptions.Preferences(
+            keywords=("medical image segmentation", "segmentation"), max_papers=5
+        ),
+    ),
+    (
+        "katherine@example.org",
+        subscriptions.Preferences(keywords=("sparse autoencoders", "interpretability", "circuits")),
+    ),
+]
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="-v warnings, -vv progress.")
+    ] = 0,
+) -> None:
+    """Logs stay quiet unless asked for: results and errors are printed anyway."""
+    level = {0: logging.CRITICAL + 1, 1: logging.WARNING}.get(verbose, logging.INFO)
+    logging.getLogger().setLevel(level)
+
+
+def _setup(settings: Settings | None = None):
+    """Settings, a ready database, and Celery tasks pointed at the same settings."""
+    from workers import runtime
+    from workers.app import celery_app, configure
+
+    settings = settings or get_settings()
+    configure(celery_app, settings)
+    engine = runtime.engine()
+    create_tables(engine)
+    return settings, engine
+
+
+def _parse_date(value: str | None) -> date:
+    if value is None:
+        return utcnow().date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise PapermailError(f"not a date (YYYY-MM-DD): {value!r}") from exc
+
+
+@app.command()
+def ingest(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files or folders (saved pages, HF JSON, arXiv Atom), `hf`, `arxiv:CATS`."
+        ),
+    ],
+    day: Annotated[str | None, typer.Option(help="Listing day for `hf` (YYYY-MM-DD).")] = None,
+) -> None:
+    """Ingest papers; re-ingesting updates rows and never duplicates them."""
+    from workers import tasks
+
+    _setup()
+    reports = tasks.ingest.apply(args=[sources, day]).get()
+    table = Table("source", "parsed", "new", "updated", "unchanged", "skipped", "error")
+    for r in reports:
+        table.add_row(
+            r["source"],
+            str(r["parsed"]),
+            str(r["inserted"]),
+            str(r["updated"]),
+            str(r["unchanged"]),
+            str(len(r["skipped"])),
+            r["error"] or "",
+        )
+    console.print(table)
+    failed = [r for r in reports if r["error"]]
+    for r in failed:
+        Console(stderr=True).print(f"error: {r['error']}", markup=False, highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    email: str,
+    keyword: Annotated[list[str], typer.Option("--keyword", "-k", help="Interest (repeat).")],
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Excluded.")] = None,
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Berlin.")] = "UTC",
+    hour: Annotated[int, typer.Option(help="Local hour to send at (0-23).")] = 7,
+    frequency: Annotated[
+        Frequency, typer.Option(help="daily, weekly or paused.")
+    ] = Frequency.daily,
+    weekday: Annotated[int, typer.Option(help="Weekly digests: 0=Monday .. 6=Sunday.")] = 0,
+    max_papers: Annotated[int, typer.Option(help="Papers per digest.")] = 10,
+    unconfirmed: Annotated[bool, typer.Option(help="Leave unconfirmed (no mail).")] = False,
+) -> None:
+    """Add a subscriber (confirmed, since an operator adds them) or update their interests."""
+    _, engine = _setup()
+    prefs = subscriptions.Preferences(
+        keywords=tuple(keyword),
+        excluded=tuple(exclude or ()),
+        timezone=timezone,
+        send_hour=hour,
+        frequency=frequency,
+        weekly_day=weekday,
+        max_papers=max_papers,
+    )
+    with session_scope(engine) as session:
+        sub = subscriptions.add_subscriber(
+            session, email=email, prefs=prefs, confirmed=not unconfirmed
+        )
+    console.print(f"subscribed {sub.email} (id {sub.id})")
+
+
+@subscribers_app.command("list")
+def subscribers_list() -> None:
+    """List subscribers with their interests and schedule."""
+    _, engine = _setup()
+    table = Table("id", "email", "status", "keywords", "excluded", "schedule")
+    with session_scope(engine) as session:
+        for sub in session.exec(select(Subscriber).order_by(col(Subscriber.id))):
+            interests = subscriptions.interests_of(session, sub.id)  # type: ignore[arg-type]
+            status = (
+                "unsubscribed"
+                if sub.unsubscribed_at
+                else ("active" if sub.confirmed else "unconfirmed")
+            )
+            schedule = f"{sub.frequency} {sub.send_hour:02d}:00 {sub.timezone}"
+            table.add_row(
+                str(sub.id),
+                sub.email,
+                status,
+                ", ".join(i.phrase for i in interests if not i.negative),
+                ", ".join(i.phrase for i in interests if i.negative),
+                schedule,
+            )
+    console.print(table)
+
+
+@subscribers_app.command("remove")
+def subscribers_remove(email: str) -> None:
+    """Delete a subscriber with their interests and history."""
+    _, engine = _setup()
+    with session_scope(engine) as session:
+        removed = subscriptions.remove_subscriber(session, email)
+    if not removed:
+        raise PapermailError(f"no subscriber {email!r}")
+    console.print(f"removed {email}")
+
+
+@app.command()
+def preview(
+    email: str,
+    out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
+    day: Annotated[str | None, typer.Option(help="Issue date (YYYY-MM-DD).")] = None,
+) -> None:
+    """Render a subscriber's next digest to a file without sending or storing anything."""
+    settings, engine = _setup()
+    issue_date = _parse_date(day)
+    with session_scope(engine) as session:
+        sub = subscriptions.get_by_email(session, subscriptions.normalize_email(email))
+        if sub is None:
+            raise PapermailError(f"no subscriber {email!r}")
+        plan = digest_service.plan_digests(session, settings, [sub], now=utcnow())[0]
+        entries = [digest_service.entry_for(p, m.score, m.matched) for p, m in plan.picks]
+        rendered, _ = digest_service.render_digest(
+            settings,
+            sub,
+            issue_date=issue_date,
+            scanned=plan.scanned,
+            entries=entries,
+            digest_id=None,
+        )
+    target = out or settings.var_dir / "preview" / f"{sub.email}-{issue_date}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(rendered.html, encoding="utf-8")
+    target.with_suffix(".txt").write_text(rendered.text, encoding="utf-8")
+    console.print(f"{rendered.subject}\n{len(entries)} papers -> {target}")
+
+
+@app.command("send-due")
+def send_due(
+    now: Annotated[str | None, typer.Option(help="Pretend it is this UTC time (ISO).")] = None,
+) -> None:
+    """Score and send digests for every subscriber whose local send time has come."""
+    from workers import tasks
+
+    _setup()
+    if now:
+        try:
+            parse_moment(now)
+        except ValueError as exc:
+            raise PapermailError(f"not an ISO date-time: {now!r}") from exc
+    result = tasks.send_due.apply(kwargs={"now": now}).get()
+    console.print(f"{result['due']} subscribers due, {result['chunks']} send batches dispatched")
+
+
+@app.command("run-daily")
+def run_daily(
+    sources: Annotated[
+        list[str] | None, typer.Argument(help="Sources (default: settings).")
+    ] = None,
+    day: Annotated[str | None, typer.Option(help="Issue date (YYYY-MM-DD).")] = None,
+) -> None:
+    """The daily job: ingest, score everyone due that day, send (through Celery)."""
+    from workers import tasks
+
+    _setup()
+    issue_date = _parse_date(day)
+    tasks.daily_pipeline.delay(issue_date.isoformat(), sources or None)
+    console.print(f"daily pipeline for {issue_date} started")
+
+
+@app.command("init-db")
+def init_db() -> None:
+    """Create the database tables."""
+    settings, _ = _setup()
+    console.print(f"database ready: {settings.resolved_database_url.split('@')[-1]}")
+
+
+def digest_summary(session: Session, issue_date: date) -> list[tuple[str, int, str, float, str]]:
+    """(email, papers, top title, top score, delivery status) for each digest of a day."""
+    rows = []
+    digests = session.exec(
+        select(Digest, Subscriber)
+        .join(Subscriber, col(Subscriber.id) == Digest.subscriber_id)
+        .where(Digest.issue_date == issue_date)
+        .order_by(col(Subscriber.id))
+    )
+    for digest, sub in digests:
+        items = session.exec(
+            select(DigestItem, Paper)
+            .join(Paper, col(Paper.id) == DigestItem.paper_id)
+            .where(DigestItem.digest_id == digest.id)
+            .order_by(col(DigestItem.rank))
+        ).all()
+        delivery = session.exec(select(Delivery).where(Delivery.digest_id == digest.id)).first()
+        top_title, top_score = (items[0][1].title, items[0][0].score) if items else ("-", 0.0)
+        rows.append(
+            (sub.email, len(items), top_title, top_score, delivery.status if delivery else "empty")
+        )
+    return rows
+
+
+@app.command()
+def demo(
+    fresh: Annotated[bool, typer.Option(help="Start from an empty demo database.")] = True,
+) -> None:
+    """Ingest the sample pages, add sample subscribers, run the daily job, show the digests."""
+    from workers import tasks
+
+    # The demo always runs in-process; mail goes wherever MAIL_BACKEND says (the outbox by default).
+    settings = get_settings().model_copy(update={"redis_url": ""})
+    if fresh and not settings.database_url:
+        db_file = settings.var_dir / "papermail.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+    settings, engine = _setup(settings)
+    started = datetime.now().timestamp()
+    with session_scope(engine) as session:
+        for email, prefs in DEMO_SUBSCRIBERS:
+            subscriptions.add_subscriber(session, email=email, prefs=prefs, confirmed=True)
+    issue_date = utcnow().date()
+    tasks.daily_pipeline.apply(
+        kwargs={"issue_date": issue_date.isoformat(), "sources": [str(settings.samples_dir)]}
+    )
+    with session_scope(engine) as session:
+        papers = len(session.exec(select(Paper.id)).all())
+        summary = digest_summary(session, issue_date)
+    table = Table(title=f"papermail digests for {issue_date} ({papers} papers ingested)")
+    for column in ("subscriber", "papers", "top paper", "score", "delivery"):
+        table.add_column(column, justify="right" if column in ("papers", "score") else "left")
+    for email, count, title, score, status in summary:
+        short = title if len(title) <= 42 else title[:41] + "…"
+        table.add_row(email, str(count), short, f"{score:.3f}", status)
+    console.print(table)
+    if settings.mail_backend == "outbox":
+        outbox = settings.resolved_outbox_dir
+        fresh_files = sorted(p for p in outbox.glob("*.html") if p.stat().st_mtime >= started - 1)
+        console.print(f"HTML digests in {outbox.resolve()}:")
+        for path in fresh_files:
+            console.print(f"  {path.resolve().as_uri()}", soft_wrap=True)
+
+
+def main() -> None:
+    """Entry point: errors are one clear line on stderr, not a traceback."""
+    logging.basicConfig(level=logging.CRITICAL + 1, format="%(levelname)s %(name)s: %(message)s")
+    err = Console(stderr=True)
+    try:
+        code = app(standalone_mode=False)  # click returns the exit code instead of exiting
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except PapermailError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        err.print(f"error: invalid configuration: {problems}", markup=False, highlight=False)
+        sys.exit(1)
+    except OperationalError as exc:
+        err.print(f"error: database unavailable: {exc.orig}", markup=False, highlight=False)
+        sys.exit(1)
+    except Exception as exc:  # a bug: still one line, with a pointer to the logs
+        err.print(f"error: unexpected {type(exc).__name__}: {exc}", markup=False, highlight=False)
+        logging.getLogger("papermail").debug("traceback", exc_info=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,427 @@
+"""Score new papers for subscribers, store their digests, and send them.
+
+Two units of work: `score_day` ranks every due subscriber in one batch and stores one Digest per
+(subscriber, issue date) with its ranked items; `send_digests` renders and mails stored digests over
+one mail connection, moving each Delivery pending -> sending -> sent (or back to pending / failed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from email.utils import parseaddr
+from urllib.parse import quote_plus
+
+from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, or_, select
+
+from papermail import ranking
+from papermail.db import session_scope
+from papermail.emails import (
+    DigestEntry,
+    DigestLinks,
+    RenderedEmail,
+    build_message,
+    digest_context,
+    get_renderer,
+    make_message_id,
+)
+from papermail.errors import DeliveryError
+from papermail.mailer import Mailer, OutgoingMail, make_mailer
+from papermail.models import (
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    DigestItem,
+    Frequency,
+    Interest,
+    Paper,
+    Subscriber,
+    utcnow,
+)
+from papermail.settings import Settings
+from papermail.tokens import Purpose, make_token
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlannedDigest:
+    subscriber: Subscriber
+    scanned: int
+    picks: list[tuple[Paper, ranking.Match]]
+
+
+@dataclass
+class ScoreReport:
+    issue_date: date
+    to_send: list[int] = field(default_factory=list)
+    empty: int = 0
+    already: int = 0
+    papers_scanned: int = 0
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def active_subscribers(
+    session: Session, *, issue_date: date, subscriber_ids: Sequence[int] | None = None
+) -> list[Subscriber]:
+    """Confirmed, subscribed, not paused, and without a digest for this issue date yet.
+
+    With no explicit ids, weekly subscribers only count on their chosen weekday.
+    """
+    has_digest = select(Digest.subscriber_id).where(Digest.issue_date == issue_date)
+    query = select(Subscriber).where(
+        col(Subscriber.confirmed).is_(True),
+        col(Subscriber.unsubscribed_at).is_(None),
+        Subscriber.frequency != Frequency.paused,
+        col(Subscriber.id).not_in(has_digest),
+    )
+    if subscriber_ids is not None:
+        query = query.where(col(Subscriber.id).in_(list(subscriber_ids)))
+    else:
+        query = query.where(
+            or_(
+                Subscriber.frequency == Frequency.daily,
+                Subscriber.weekly_day == issue_date.weekday(),
+            )
+        )
+    return list(session.exec(query.order_by(col(Subscriber.id))))
+
+
+def _profiles(session: Session, subscribers: Sequence[Subscriber]) -> list[ranking.Profile]:
+    by_subscriber: dict[int, list[ranking.Keyword]] = defaultdict(list)
+    ids = [s.id for s in subscribers]
+    for interest in session.exec(select(Interest).where(col(Interest.subscriber_id).in_(ids))):
+        by_subscriber[interest.subscriber_id].append(
+            ranking.Keyword(interest.phrase, interest.weight, interest.negative)
+        )
+    return [
+        ranking.Profile(key=s.id, keywords=tuple(by_subscriber[s.id]), limit=s.max_papers)
+        for s in subscribers
+        if s.id is not None
+    ]
+
+
+def plan_digests(
+    session: Session, settings: Settings, subscribers: Sequence[Subscriber], *, now: datetime
+) -> list[PlannedDigest]:
+    """Rank, for every subscriber at once, the papers new to them since their last digest."""
+    if not subscribers:
+        return []
+    ids = [s.id for s in subscribers]
+    last_covered = dict(
+        session.exec(  # type: ignore[arg-type]
+            select(Digest.subscriber_id, func.max(Digest.covered_until))
+            .where(col(Digest.subscriber_id).in_(ids))
+            .group_by(col(Digest.subscriber_id))
+        ).all()
+    )
+    default_start = now - timedelta(days=settings.lookback_days)
+    starts = {sid: last_covered.get(sid) or default_start for sid in ids}
+    window_start = min(starts.values())
+    candidates = list(
+        session.exec(
+            select(Paper)
+            .where(Paper.first_seen_at > window_start, Paper.first_seen_at <= now)
+            .order_by(col(Paper.first_seen_at), col(Paper.id))
+        )
+    )
+    index_of = {paper.id: i for i, paper in enumerate(candidates)}
+    already_sent: dict[int, set[str]] = defaultdict(set)
+    if candidates:
+        rows = session.exec(
+            select(Digest.subscriber_id, DigestItem.paper_id)
+            .join(Digest, col(Digest.id) == DigestItem.digest_id)
+            .where(col(Digest.subscriber_id).in_(ids))
+            .where(col(DigestItem.paper_id).in_(list(index_of)))
+        )
+        for sid, pid in rows:
+            already_sent[sid].add(pid)
+    eligible = {
+        sid: [
+            i
+            for i, paper in enumerate(candidates)
+            if paper.first_seen_at > starts[sid] and paper.id not in already_sent[sid]
+        ]
+        for sid in ids
+    }
+    corpus_start = now - timedelta(days=settings.corpus_days)
+    corpus = [
+        ranking.PaperText(p.title, p.abstract)
+        for p in session.exec(
+            select(Paper).where(Paper.first_seen_at > corpus_start, Paper.first_seen_at <= now)
+        )
+    ]
+    texts = [ranking.PaperText(p.title, p.abstract) for p in candidates]
+    matches: dict = {}
+    if texts:
+        model = ranking.RelevanceModel.fit(corpus or texts)
+        matches = ranking.rank(
+            model,
+            texts,
+            _profiles(session, subscribers),
+            min_score=settings.min_score,
+            eligible=eligible,
+        )
+    return [
+        PlannedDigest(
+            subscriber=s,
+            scanned=len(eligible[s.id]),
+            picks=[(candidates[m.index], m) for m in matches.get(s.id, [])],
+        )
+        for s in subscribers
+    ]
+
+
+def _mail_domain(settings: Settings) -> str:
+    return parseaddr(settings.mail_from)[1].rpartition("@")[2] or "papermail.localhost"
+
+
+def store_digest(
+    session: Session, settings: Settings, plan: PlannedDigest, *, issue_date: date, now: datetime
+) -> Digest | None:
+    """Store one digest; None if another worker stored this (subscriber, day) first."""
+    digest = Digest(
+        subscriber_id=plan.subscriber.id,
+        issue_date=issue_date,
+        scanned=plan.scanned,
+        covered_until=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(digest)
+            session.flush()
+    except IntegrityError:
+        return None
+    for rank, (paper, match) in enumerate(plan.picks, start=1):
+        session.add(
+            DigestItem(
+                digest_id=digest.id,
+                paper_id=paper.id,
+                rank=rank,
+                score=round(match.score, 6),
+                matched=list(match.matched),
+            )
+        )
+    if plan.picks or settings.send_empty_digests:
+        session.add(
+            Delivery(digest_id=digest.id, message_id=make_message_id(_mail_domain(settings)))
+        )
+    return digest
+
+
+def score_day(
+    engine: Engine,
+    settings: Settings,
+    *,
+    issue_date: date,
+    subscriber_ids: Sequence[int] | None = None,
+    now: datetime | None = None,
+) -> ScoreReport:
+    """Rank and store the digests of every subscriber due on `issue_date`, in one transaction."""
+    now = now or utcnow()
+    report = ScoreReport(issue_date=issue_date)
+    with session_scope(engine) as session:
+        subscribers = active_subscribers(
+            session, issue_date=issue_date, subscriber_ids=subscriber_ids
+        )
+        plans = plan_digests(session, settings, subscribers, now=now)
+        for plan in plans:
+            digest = store_digest(session, settings, plan, issue_date=issue_date, now=now)
+            report.papers_scanned = max(report.papers_scanned, plan.scanned)
+            if digest is None:
+                report.already += 1
+            elif plan.picks or settings.send_empty_digests:
+                report.to_send.append(digest.id)  # type: ignore[arg-type]
+            else:
+                report.empty += 1
+    return report
+
+
+def paper_url(paper: Paper) -> str:
+    if paper.url:
+        return paper.url
+    return f"https://arxiv.org/search/?searchtype=title&query={quote_plus(paper.title)}"
+
+
+def digest_links(settings: Settings, subscriber: Subscriber, digest_id: int | None) -> DigestLinks:
+    secret = settings.secret_key.get_secret_value()
+    base = settings.base_url.rstrip("/")
+
+    def link(purpose: Purpose, path: str, extra: dict | None = None) -> str:
+        assert subscriber.id is not None
+        token = make_token(
+            secret, purpose, subscriber.id, version=subscriber.token_version, extra=extra
+        )
+        return f"{base}/{path}/{token}"
+
+    view = link(Purpose.view, "digest", {"d": digest_id}) if digest_id else f"{base}/papers"
+    return DigestLinks(
+        view=view,
+        manage=link(Purpose.manage, "manage"),
+        unsubscribe=link(Purpose.unsubscribe, "unsubscribe"),
+    )
+
+
+def entry_for(paper: Paper, score: float, matched: Sequence[str]) -> DigestEntry:
+    return DigestEntry(
+        title=paper.title,
+        url=paper_url(paper),
+        authors=tuple(paper.authors),
+        author_count=paper.author_count,
+        organisation=paper.organisation,
+        published=paper.published,
+        upvotes=paper.upvotes,
+        abstract=paper.abstract,
+        matched=tuple(matched),
+        score=score,
+    )
+
+
+def render_digest(
+    settings: Settings,
+    subscriber: Subscriber,
+    *,
+    issue_date: date,
+    scanned: int,
+    entries: Sequence[DigestEntry],
+    digest_id: int | None,
+) -> tuple[RenderedEmail, DigestLinks]:
+    links = digest_links(settings, subscriber, digest_id)
+    context = digest_context(
+        email=subscriber.email,
+        issue_date=issue_date,
+        entries=entries,
+        scanned=scanned,
+        links=links,
+    )
+    return get_renderer(settings).render("digest", context), links
+
+
+def load_entries(session: Session, digest_id: int) -> list[DigestEntry]:
+    rows = session.exec(
+        select(DigestItem, Paper)
+        .join(Paper, col(Paper.id) == DigestItem.paper_id)
+        .where(DigestItem.digest_id == digest_id)
+        .order_by(col(DigestItem.rank))
+    )
+    return [entry_for(paper, item.score, item.matched) for item, paper in rows]
+
+
+def compose_stored_digest(session: Session, settings: Settings, digest_id: int) -> OutgoingMail:
+    digest = session.get(Digest, digest_id)
+    delivery = session.exec(select(Delivery).where(Delivery.digest_id == digest_id)).one()
+    assert digest is not None
+    subscriber = session.get(Subscriber, digest.subscriber_id)
+    assert subscriber is not None
+    rendered, links = render_digest(
+        settings,
+        subscriber,
+        issue_date=digest.issue_date,
+        scanned=digest.scanned,
+        entries=load_entries(session, digest_id),
+        digest_id=digest_id,
+    )
+    data = build_message(
+        rendered,
+        sender=settings.mail_from,
+        recipient=subscriber.email,
+        message_id=delivery.message_id,
+        unsubscribe_url=links.unsubscribe,
+        unsubscribe_mailto=settings.unsubscribe_mailto,
+    )
+    return OutgoingMail(
+        sender=settings.mail_from,
+        recipient=subscriber.email,
+        message_id=delivery.message_id,
+        data=data,
+        html=rendered.html,
+    )
+
+
+def _claim(engine: Engine, digest_id: int) -> bool:
+    """pending -> sending, atomically: a second task for the same digest claims nothing."""
+    with session_scope(engine) as session:
+        result = session.exec(  # type: ignore[call-overload]
+            update(Delivery)
+            .where(col(Delivery.digest_id) == digest_id, Delivery.status == DeliveryStatus.pending)
+            .values(
+                status=DeliveryStatus.sending, attempts=Delivery.attempts + 1, updated_at=utcnow()
+            )
+        )
+        return result.rowcount == 1
+
+
+def _finish(
+    engine: Engine, digest_id: int, status: DeliveryStatus, error: str | None = None
+) -> None:
+    with session_scope(engine) as session:
+        now = utcnow()
+        session.exec(  # type: ignore[call-overload]
+            update(Delivery)
+            .where(col(Delivery.digest_id) == digest_id)
+            .values(
+                status=status,
+                last_error=error,
+                updated_at=now,
+                sent_at=now if status == DeliveryStatus.sent else None,
+            )
+        )
+
+
+def send_digests(
+    engine: Engine, settings: Settings, digest_ids: Sequence[int], *, mailer: Mailer | None = None
+) -> SendReport:
+    """Send stored digests over one mail connection; each digest at most once.
+
+    A temporary failure puts the digest back to pending (a later run retries it); a permanent
+    one marks it failed with the server's reason.
+    """
+    report = SendReport()
+    mailer = mailer or make_mailer(settings)
+    with mailer.connection() as connection:
+        for digest_id in digest_ids:
+            if not _claim(engine, digest_id):
+                report.skipped += 1
+                continue
+            try:
+                with session_scope(engine) as session:
+                    mail = compose_stored_digest(session, settings, digest_id)
+                connection.send(mail)
+            except DeliveryError as exc:
+                status = DeliveryStatus.failed if exc.permanent else DeliveryStatus.pending
+                _finish(engine, digest_id, status, str(exc))
+                report.errors.append(f"digest {digest_id}: {exc}")
+                if exc.permanent:
+                    report.failed += 1
+                else:
+                    report.retry += 1
+                continue
+            except Exception as exc:
+                _finish(engine, digest_id, DeliveryStatus.failed, f"{type(exc).__name__}: {exc}")
+                raise
+            _finish(engine, digest_id, DeliveryStatus.sent)
+            report.sent += 1
+    return report
+
+
+def pending_digest_ids(session: Session, *, issue_date: date | None = None) -> list[int]:
+    query = select(Delivery.digest_id).where(Delivery.status == DeliveryStatus.pending)
+    if issue_date is not None:
+        query = query.join(Digest, col(Digest.id) == Delivery.digest_id).where(
+            Digest.issue_date == issue_date
+        )
+    return list(session.exec(query.order_by(col(Delivery.digest_id))))

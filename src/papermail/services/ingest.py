@@ -1,0 +1,195 @@
+"""Store parsed papers: one source (one day's page or feed) is one unit of work.
+
+Re-ingesting is safe: rows are keyed on the stable paper id, so a repeat updates what changed
+(say, the upvote count) and inserts nothing twice. A source that fails to parse writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from papermail.db import session_scope
+from papermail.errors import PapermailError
+from papermail.models import Paper, utcnow
+from papermail.settings import Settings
+from papermail.sources import PaperRecord, ParseResult
+from papermail.sources.arxiv import fetch_arxiv
+from papermail.sources.detect import read_path
+from papermail.sources.hf_api import fetch_hf_daily_papers
+
+log = logging.getLogger(__name__)
+
+# Fields a later sighting of the same paper may fill in or refresh.
+_MERGED_FIELDS = (
+    "authors",
+    "author_count",
+    "organisation",
+    "published",
+    "listing_day",
+    "upvotes",
+    "url",
+)
+
+
+@dataclass
+class IngestReport:
+    source: str
+    parsed: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def merge_duplicates(records: Iterable[PaperRecord]) -> dict[str, PaperRecord]:
+    """Fold repeats of one paper within a batch, keeping the most informative values."""
+    merged: dict[str, PaperRecord] = {}
+    for record in records:
+        known = merged.get(record.paper_id)
+        if known is None:
+            merged[record.paper_id] = record
+            continue
+        updates = {
+            name: getattr(record, name)
+            for name in _MERGED_FIELDS
+            if getattr(record, name) not in (None, ()) and getattr(known, name) in (None, ())
+        }
+        if record.upvotes is not None and (known.upvotes or 0) < record.upvotes:
+            updates["upvotes"] = record.upvotes
+        merged[record.paper_id] = replace(known, **updates) if updates else known
+    return merged
+
+
+def _values(record: PaperRecord) -> dict[str, object]:
+    return {
+        "title": record.title,
+        "abstract": record.abstract,
+        "authors": list(record.authors),
+        "author_count": record.author_count or (len(record.authors) or None),
+        "organisation": record.organisation,
+        "published": record.published,
+        "listing_day": record.listing_day,
+        "upvotes": record.upvotes,
+        "url": record.url,
+        "source": record.source,
+    }
+
+
+def upsert_papers(
+    session: Session, records: Sequence[PaperRecord], *, now: datetime | None = None
+) -> tuple[int, int, int]:
+    """Insert new papers, refresh known ones; returns (inserted, updated, unchanged)."""
+    now = now or utcnow()
+    batch = merge_duplicates(records)
+    existing = {
+        paper.id: paper
+        for paper in session.exec(select(Paper).where(Paper.id.in_(list(batch))))  # type: ignore[attr-defined]
+    }
+    inserted = updated = unchanged = 0
+    for pid, record in batch.items():
+        values = _values(record)
+        paper = existing.get(pid)
+        if paper is None:
+            session.add(Paper(id=pid, first_seen_at=now, updated_at=now, **values))
+            inserted += 1
+            continue
+        changes = {
+            name: value
+            for name, value in values.items()
+            if value not in (None, [], "")
+            and getattr(paper, name) != value
+            and name not in ("source", "listing_day")
+        }
+        if not changes:
+            unchanged += 1
+            continue
+        for name, value in changes.items():
+            setattr(paper, name, value)
+        paper.updated_at = now
+        updated += 1
+    return inserted, updated, unchanged
+
+
+def ingest_result(
+    engine: Engine, source: str, result: ParseResult, *, now: datetime | None = None
+) -> IngestReport:
+    report = IngestReport(source=source, parsed=len(result.records), skipped=list(result.skipped))
+    with session_scope(engine) as session:
+        report.inserted, report.updated, report.unchanged = upsert_papers(
+            session, result.records, now=now
+        )
+    for reason in result.skipped:
+        log.warning("%s: skipped %s", source, reason)
+    return report
+
+
+def ingest_paths(
+    engine: Engine, paths: Sequence[Path], *, year: int | None = None, now: datetime | None = None
+) -> list[IngestReport]:
+    """Each file is its own transaction: a broken file is reported and the others still land."""
+    reports = []
+    for path in paths:
+        try:
+            result = read_path(path, year=year)
+        except PapermailError as exc:
+            log.error("ingest failed: %s", exc)
+            reports.append(IngestReport(source=str(path), error=str(exc)))
+            continue
+        reports.append(ingest_result(engine, str(path), result, now=now))
+    return reports
+
+
+def expand_paths(paths: Sequence[Path]) -> list[Path]:
+    """A folder stands for the files in it, in name order."""
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path])
+    return files
+
+
+def fetch_feed(spec: str, settings: Settings, day: date) -> ParseResult | None:
+    """Fetch a network source spec; None when the spec is a path instead."""
+    if spec == "hf" or spec.startswith("hf:"):
+        wanted = date.fromisoformat(spec[3:]) if spec.startswith("hf:") else day
+        return fetch_hf_daily_papers(wanted, settings=settings)
+    if spec.startswith("arxiv:"):
+        return fetch_arxiv(settings=settings, categories=spec.removeprefix("arxiv:").split("+"))
+    return None
+
+
+def ingest_sources(
+    engine: Engine,
+    settings: Settings,
+    specs: Sequence[str],
+    *,
+    day: date | None = None,
+    now: datetime | None = None,
+) -> list[IngestReport]:
+    """Ingest source specs: `hf` (Hugging Face daily papers of `day`), `arxiv:cs.LG+cs.CL`
+    (arXiv's announcement feed), or a file or folder path. A failing source is reported and
+    leaves the others untouched."""
+    reports: list[IngestReport] = []
+    for spec in specs:
+        try:
+            result = fetch_feed(spec, settings, day or utcnow().date())
+        except PapermailError as exc:
+            log.error("ingest of %s failed: %s", spec, exc)
+            reports.append(IngestReport(source=spec, error=str(exc)))
+            continue
+        if result is None:
+            reports.extend(ingest_paths(engine, expand_paths([Path(spec)]), now=now))
+        else:
+            reports.append(ingest_result(engine, spec, result, now=now))
+    return reports

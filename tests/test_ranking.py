@@ -1,0 +1,247 @@
+"""Ranking on real seed papers: properties (who comes first, what is excluded), not exact scores."""
+
+from __future__ import annotations
+
+import pickle
+import random
+import re
+from pathlib import Path
+
+import pytest
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from papermail.ranking import Keyword, Match, PaperText, Profile, RelevanceModel, rank, rank_one
+
+DATE_LINE = re.compile(r"^[A-Z][a-z]{2} \d{1,2}$")
+
+
+def load_seed_papers(seeds_dir: Path, numbers: tuple[int, ...] = (0, 1, 3)) -> list[PaperText]:
+    """Seed pages are blank-line separated blocks: a header ending with a date line, then
+    title / abstract pairs. A paper listed on several pages is kept once."""
+    papers: dict[str, PaperText] = {}
+    for number in numbers:
+        text = (seeds_dir / f"daily-papers-{number}.txt").read_text(encoding="utf-8")
+        blocks = [b.strip() for b in text.split("\n\n") if b.strip()]
+        body = blocks[next(i for i, b in enumerate(blocks) if DATE_LINE.match(b)) + 1 :]
+        assert len(body) % 2 == 0, f"daily-papers-{number}.txt: odd number of blocks"
+        for title, abstract in zip(body[0::2], body[1::2], strict=True):
+            papers.setdefault(title, PaperText(title, abstract))
+    return list(papers.values())
+
+
+def words(paper: PaperText) -> set[str]:
+    return set(re.findall(r"\w+", f"{paper.title} {paper.abstract}".lower()))
+
+
+def has_word(paper: PaperText, word: str) -> bool:
+    return word in words(paper)
+
+
+@pytest.fixture(scope="module")
+def papers(seeds_dir: Path) -> list[PaperText]:
+    loaded = load_seed_papers(seeds_dir)
+    assert len(loaded) > 150
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def model(papers: list[PaperText]) -> RelevanceModel:
+    return RelevanceModel.fit(papers)
+
+
+LINEAR = (Keyword("linear attention"),)
+
+
+def test_linear_attention_papers_come_first(model, papers):
+    top = rank_one(model, papers, LINEAR, min_score=0.01, limit=5)
+    assert len(top) == 5
+    for match in top:
+        paper = papers[match.index]
+        assert has_word(paper, "linear")
+        assert has_word(paper, "attention") or has_word(paper, "transformer")
+    assert "linear attention" in top[0].matched
+    titles = [
+        papers[m.index].title for m in rank_one(model, papers, LINEAR, min_score=0.01, limit=15)
+    ]
+    assert any(t.startswith("Gated Linear Attention Transformers") for t in titles)
+    assert "The Devil in Linear Transformer" in titles
+
+
+def test_hyphenated_words_match_the_phrase():
+    corpus = [
+        PaperText("Fast linear-attention kernels", "We speed up attention."),
+        PaperText("Other", ""),
+    ]
+    model = RelevanceModel.fit(corpus)
+    [match] = rank_one(model, corpus, LINEAR, min_score=0.0, limit=5)
+    assert (match.index, match.matched) == (0, ("linear attention",))
+
+
+def test_tiny_corpus_keeps_words_found_in_every_paper():
+    corpus = [PaperText("Attention", "attention everywhere"), PaperText("Attention too", "yes")]
+    model = RelevanceModel.fit(corpus)
+    found = rank_one(model, corpus, [Keyword("attention")], min_score=0.0, limit=5)
+    assert [m.index for m in found] == [0, 1]
+
+
+def test_negative_keyword_excludes_papers_containing_it(model, papers):
+    plain = rank_one(model, papers, LINEAR, min_score=0.01, limit=40)
+    titles = [papers[m.index].title for m in plain]
+    assert any(t.startswith(("LiT:", "LinFusion")) for t in titles)
+    assert any(has_word(papers[m.index], "diffusion") for m in plain)
+
+    keywords = (*LINEAR, Keyword("diffusion", negative=True))
+    filtered = rank_one(model, papers, keywords, min_score=0.01, limit=40)
+    assert filtered
+    assert not any(has_word(papers[m.index], "diffusion") for m in filtered)
+    # the others keep their order
+    kept = [m for m in plain if not has_word(papers[m.index], "diffusion")]
+    assert filtered[: len(kept)] == kept[: len(filtered)]
+
+
+def test_min_score_and_limit(model, papers):
+    keywords = (Keyword("video"), Keyword("compression", weight=2.0))
+    loose = rank_one(model, papers, keywords, min_score=0.0, limit=1000)
+    assert len(loose) > 20
+    assert [m.score for m in loose] == sorted((m.score for m in loose), reverse=True)
+    assert all(0 < m.score <= 1 for m in loose)
+    cut = loose[10].score
+    strict = rank_one(model, papers, keywords, min_score=cut, limit=1000)
+    assert strict == [m for m in loose if m.score >= cut]
+    assert rank_one(model, papers, keywords, min_score=0.0, limit=7) == loose[:7]
+    assert rank_one(model, papers, keywords, min_score=0.0, limit=0) == []
+
+
+def test_eligible_restricts_papers(model, papers):
+    profile = Profile("ana", LINEAR, limit=10)
+    full = rank(model, papers, [profile], min_score=0.01)["ana"]
+    allowed = {m.index for m in full[1::2]} | {len(papers) + 5}  # out of range is ignored
+    only = rank(model, papers, [profile], min_score=0.01, eligible={"ana": allowed})["ana"]
+    assert only == full[1::2]
+    others = rank(model, papers, [profile], min_score=0.01, eligible={"bob": set()})["ana"]
+    assert others == full
+    assert rank(model, papers, [profile], min_score=0.01, eligible={"ana": []}) == {"ana": []}
+
+
+def test_matched_terms_are_in_the_paper(model, papers):
+    keywords = (
+        Keyword("gated linear attention", weight=2.0),
+        Keyword("state space models"),
+        Keyword("video compression"),
+        Keyword("chain of thought"),
+    )
+    found = rank_one(model, papers, keywords, min_score=0.0, limit=60)
+    assert len(found) == 60
+    phrases = {kw.phrase for kw in keywords}
+    partial_seen = False
+    for match in found:
+        assert match.matched
+        text = words(papers[match.index])
+        for term in match.matched:
+            assert set(re.findall(r"\w\w+", term)) - ENGLISH_STOP_WORDS <= text, (term, match)
+        full = [t for t in match.matched if t in phrases]
+        assert list(match.matched[: len(full)]) == full, "whole phrases come before their parts"
+        partial_seen |= len(full) < len(match.matched)
+        assert all(any(t in p.split() for p in phrases) for t in match.matched[len(full) :])
+    assert partial_seen
+
+
+def test_matched_orders_phrases_by_contribution(model, papers):
+    keywords = (Keyword("linear attention", weight=5.0), Keyword("transformers", weight=0.2))
+    found = rank_one(model, papers, keywords, min_score=0.0, limit=10)
+    both = [m for m in found if len(m.matched) == 2]
+    assert both
+    assert all(m.matched == ("linear attention", "transformers") for m in both)
+
+
+def test_batch_equals_separate_calls_and_is_deterministic(model, papers):
+    ana = Profile("ana", (Keyword("linear attention"), Keyword("diffusion", negative=True)), 8)
+    bob = Profile("bob", (Keyword("video"), Keyword("implicit neural representation", 2.0)), 6)
+    together = rank(model, papers, [ana, bob], min_score=0.02)
+    assert together == {
+        "ana": rank(model, papers, [ana], min_score=0.02)["ana"],
+        "bob": rank(model, papers, [bob], min_score=0.02)["bob"],
+    }
+    assert rank(model, papers, [bob, ana], min_score=0.02) == together
+    assert rank(model, papers, [ana, bob], min_score=0.02, chunk_size=1) == together
+    assert together["ana"] and together["bob"]
+
+
+def test_ties_are_broken_by_index():
+    same = PaperText("Linear attention", "Linear attention is fast.")
+    corpus = [PaperText("Other", "Unrelated words here."), same, same, same]
+    model = RelevanceModel.fit(corpus)
+    found = rank_one(model, corpus, LINEAR, min_score=0.0, limit=2)
+    assert [m.index for m in found] == [1, 2]
+
+
+def test_nothing_to_match(model, papers):
+    unknown = Profile("u", (Keyword("zqxv blorft"), Keyword("the of and")), 5)
+    negative_only = Profile("n", (Keyword("diffusion", negative=True),), 5)
+    empty = Profile("e", (), 5)
+    profiles = [unknown, negative_only, empty]
+    assert rank(model, papers, profiles, min_score=0.0) == {"u": [], "n": [], "e": []}
+    assert rank(model, papers, [empty, negative_only], min_score=0.0) == {"e": [], "n": []}
+    assert rank(model, [], [Profile("a", LINEAR)], min_score=0.0) == {"a": []}
+    assert rank(model, papers, [], min_score=0.0) == {}
+
+
+def test_pickled_model_ranks_the_same(model, papers):
+    copy = pickle.loads(pickle.dumps(model))
+    assert rank_one(copy, papers, LINEAR, min_score=0.0, limit=10) == rank_one(
+        model, papers, LINEAR, min_score=0.0, limit=10
+    )
+
+
+def test_papers_outside_the_corpus_can_be_ranked(model, papers):
+    new = PaperText("Linear attention for diffusion", "A linear attention diffusion model.")
+    found = rank_one(model, [*papers[:20], new], LINEAR, min_score=0.0, limit=3)
+    assert found[0] == Match(20, found[0].score, ("linear attention",))
+    negative = (*LINEAR, Keyword("diffusionish", negative=True))  # unknown to the model
+    excluded = rank_one(model, [new], negative, min_score=0.0, limit=3)
+    assert [m.index for m in excluded] == [0]
+    newword = PaperText("Linear attention", "linear attention diffusionish")
+    assert rank_one(model, [newword], negative, min_score=0.0, limit=3) == []
+
+
+VOCABULARY = [
+    "linear attention",
+    "diffusion",
+    "video",
+    "language models",
+    "transformer",
+    "state space models",
+    "compression",
+    "implicit neural representation",
+    "chain of thought",
+    "autoregressive",
+    "image generation",
+    "sparse autoencoders",
+    "reasoning",
+    "quantization",
+    "fine-tuning",
+    "encoder",
+    "speech",
+    "graph neural networks",
+    "reinforcement learning",
+    "zqxv unknown",
+]
+
+
+def test_batched_scoring_matches_per_profile_calls(model, papers):
+    rng = random.Random(20240312)
+    profiles = []
+    for key in range(2000):
+        chosen = rng.sample(VOCABULARY, rng.randint(0, 4))
+        keywords = tuple(
+            Keyword(p, weight=rng.choice([0.5, 1.0, 2.0]), negative=rng.random() < 0.2)
+            for p in chosen
+        )
+        profiles.append(Profile(key, keywords, limit=rng.choice([1, 5, 10, 25])))
+    eligible = {key: set(rng.sample(range(len(papers)), 100)) for key in range(0, 2000, 7)}
+    batched = rank(model, papers, profiles, min_score=0.03, eligible=eligible, chunk_size=256)
+    assert len(batched) == 2000
+    assert sum(bool(v) for v in batched.values()) > 1000
+    for profile in rng.sample(profiles, 40):
+        alone = rank(model, papers, [profile], min_score=0.03, eligible=eligible)
+        assert alone == {profile.key: batched[profile.key]}

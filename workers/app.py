@@ -1,0 +1,58 @@
+"""The Celery app: Redis is broker and result backend; with no REDIS_URL tasks run in-process."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from papermail.settings import Settings, get_settings
+from workers import runtime
+from workers.schedule import build_schedule
+
+
+def configure(app: Celery, settings: Settings) -> Celery:
+    if settings.redis_url:
+        app.conf.update(
+            broker_url=settings.redis_url,
+            result_backend=settings.redis_url,
+            task_always_eager=False,
+        )
+    else:
+        app.conf.update(
+            broker_url="memory://",
+            result_backend="cache+memory://",
+            task_always_eager=True,
+            task_eager_propagates=True,
+        )
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        # A task is acknowledged only once done, so a killed worker's tasks run again.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": 3600},
+        result_backend_transport_options={"visibility_timeout": 3600},
+        result_expires=7 * 24 * 3600,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        beat_schedule=build_schedule(settings),
+    )
+    runtime.use_settings(settings)
+    return app
+
+
+def create_app(settings: Settings) -> Celery:
+    return configure(Celery("papermail", include=["workers.tasks"]), settings)
+
+
+celery_app = create_app(get_settings())
+app = celery_app
+
+
+@worker_process_init.connect
+def _fresh_connections(**_kwargs) -> None:
+    runtime.reset_after_fork()
