@@ -34,6 +34,7 @@ class DeliveryStatus(StrEnum):
     sending = "sending"
     sent = "sent"
     failed = "failed"
+    bounced = "bounced"
 
 
 class Paper(SQLModel, table=True):
@@ -64,12 +65,16 @@ class Subscriber(SQLModel, table=True):
     weekly_day: int = Field(default=0, ge=0, le=6, description="0 = Monday, for weekly digests")
     max_papers: int = Field(default=10, ge=1, le=100)
     token_version: int = Field(default=0, description="Bump to invalidate every link sent so far")
+    confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
+    snoozed_until: date | None = Field(default=None, description="No digests before this day")
+    hard_bounces: int = Field(default=0, description="Permanent delivery failures in a row")
+    suspended_at: datetime | None = Field(default=None, description="Set after too many bounces")
     created_at: datetime = Field(default_factory=utcnow)
 
     @property
     def active(self) -> bool:
-        return self.confirmed and self.unsubscribed_at is None
+        return self.confirmed and self.unsubscribed_at is None and self.suspended_at is None
 
 
 class Interest(SQLModel, table=True):
@@ -131,3 +136,26 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     sent_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Rating(SQLModel, table=True):
+    """A subscriber's feedback on a paper from a digest: +1 more like this, -1 less like this."""
+
+    __table_args__ = (UniqueConstraint("subscriber_id", "paper_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True)
+    )
+    paper_id: str = Field(foreign_key="paper.id", index=True, max_length=64)
+    value: int = Field(ge=-1, le=1)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RateLimitHit(SQLModel, table=True):
+    """One counted action (say, a subscribe request) under a key such as `email:...`/`ip:...`;
+    kept in the database so every web process sees the same counts."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(index=True, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, index=True)

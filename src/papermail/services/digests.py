@@ -86,6 +86,8 @@ def active_subscribers(
     query = select(Subscriber).where(
         col(Subscriber.confirmed).is_(True),
         col(Subscriber.unsubscribed_at).is_(None),
+        col(Subscriber.suspended_at).is_(None),
+        or_(col(Subscriber.snoozed_until).is_(None), Subscriber.snoozed_until <= issue_date),
         Subscriber.frequency != Frequency.paused,
         col(Subscriber.id).not_in(has_digest),
     )

@@ -19,6 +19,8 @@ def local_issue_date(subscriber: Subscriber, now: datetime) -> date | None:
     local = now.astimezone(ZoneInfo(subscriber.timezone))
     if local.hour < subscriber.send_hour:
         return None
+    if subscriber.snoozed_until and local.date() < subscriber.snoozed_until:
+        return None
     if subscriber.frequency == Frequency.weekly and local.weekday() != subscriber.weekly_day:
         return None
     return local.date()
@@ -43,6 +45,7 @@ def due_groups(session: Session, now: datetime) -> dict[date, list[int]]:
         select(Subscriber).where(
             col(Subscriber.confirmed).is_(True),
             col(Subscriber.unsubscribed_at).is_(None),
+            col(Subscriber.suspended_at).is_(None),
             Subscriber.frequency != Frequency.paused,
         )
     )
