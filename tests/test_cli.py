@@ -22,7 +22,9 @@ VERBS = [
     ["preview"],
     ["send-due"],
     ["run-daily"],
-    ["init-db"],
+    ["db"],
+    ["db", "upgrade"],
+    ["db", "current"],
 ]
 
 

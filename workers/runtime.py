@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from papermail.db import make_engine
+from papermail.migrate import ensure_migrated
 from papermail.settings import Settings, get_settings
 
 _settings: Settings | None = None
@@ -26,7 +27,9 @@ def settings() -> Settings:
 def engine() -> Engine:
     global _engine
     if _engine is None:
-        _engine = make_engine(settings())
+        engine = make_engine(settings())
+        ensure_migrated(engine, auto=False)  # workers never migrate: `papermail db upgrade` does
+        _engine = engine
     return _engine
 
 

@@ -16,8 +16,9 @@ from rich.table import Table
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
-from papermail.db import create_tables, session_scope
+from papermail.db import make_engine, session_scope
 from papermail.errors import PapermailError
+from papermail.migrate import current_revision, ensure_migrated, head_revision, upgrade
 from papermail.models import (
     Delivery,
     Digest,
@@ -83,10 +84,11 @@ def _setup(settings: Settings | None = None):
     from workers.app import celery_app, configure
 
     settings = settings or get_settings()
+    engine = make_engine(settings)
+    ensure_migrated(engine, auto=settings.environment != "production")
+    engine.dispose()
     configure(celery_app, settings)
-    engine = runtime.engine()
-    create_tables(engine)
-    return settings, engine
+    return settings, runtime.engine()
 
 
 def _parse_date(value: str | None) -> date:
@@ -263,11 +265,27 @@ def run_daily(
     console.print(f"daily pipeline for {issue_date} started")
 
 
-@app.command("init-db")
-def init_db() -> None:
-    """Create the database tables."""
-    settings, _ = _setup()
-    console.print(f"database ready: {settings.resolved_database_url.split('@')[-1]}")
+db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply schema migrations (what a deployment runs before starting the app)."""
+    settings = get_settings()
+    engine = make_engine(settings)
+    upgrade(engine, revision)
+    where = engine.url.render_as_string(hide_password=True)
+    console.print(f"database {where} at revision {current_revision(engine)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's schema revision and the one this code needs."""
+    engine = make_engine(get_settings())
+    console.print(f"database: {current_revision(engine) or 'none'}, code: {head_revision()}")
 
 
 def digest_summary(session: Session, issue_date: date) -> list[tuple[str, int, str, float, str]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from papermail import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from papermail.settings import Settings
@@ -34,7 +34,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def create_tables(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
+    """Bring the schema to the newest migration (the only way tables are made)."""
+    from papermail.migrate import upgrade
+
+    upgrade(engine)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -61,7 +61,8 @@ class Subscriber(SQLModel, table=True):
     confirmed: bool = False
     timezone: str = Field(default="UTC", max_length=64)
     send_hour: int = Field(default=7, ge=0, le=23)
-    frequency: Frequency = Field(default=Frequency.daily, max_length=10)
+    # Enums are stored as short strings: adding a value needs no ALTER TYPE on PostgreSQL.
+    frequency: Frequency = Field(default=Frequency.daily, sa_type=String(10))
     weekly_day: int = Field(default=0, ge=0, le=6, description="0 = Monday, for weekly digests")
     max_papers: int = Field(default=10, ge=1, le=100)
     token_version: int = Field(default=0, description="Bump to invalidate every link sent so far")
@@ -131,7 +132,7 @@ class Delivery(SQLModel, table=True):
         )
     )
     message_id: str = Field(max_length=250)
-    status: DeliveryStatus = Field(default=DeliveryStatus.pending, max_length=10, index=True)
+    status: DeliveryStatus = Field(default=DeliveryStatus.pending, sa_type=String(10), index=True)
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     sent_at: datetime | None = None
