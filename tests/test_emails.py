@@ -5,12 +5,17 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from jinja2 import Environment
+from jinja2.filters import do_indent, do_wordwrap
 
 from papermail.emails import (
     DigestEntry,
@@ -18,6 +23,9 @@ from papermail.emails import (
     EmailRenderer,
     RenderedEmail,
     build_message,
+    build_message_stdlib,
+    cached_indent,
+    cached_wordwrap,
     confirm_context,
     create_environment,
     digest_context,
@@ -27,6 +35,7 @@ from papermail.emails import (
     inline_template_source,
     make_message_id,
 )
+from papermail.errors import DeliveryError
 from papermail.settings import Settings
 
 HOSTILE = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
@@ -134,6 +143,18 @@ def test_inlining_the_template_once_equals_premailer_per_email(
     assert a.elements == b.elements
     assert a.words == b.words
     assert a.styles == b.styles
+
+
+def test_confirm_template_inlined_once_equals_premailer_per_email(renderer: EmailRenderer) -> None:
+    ctx = confirm_context(
+        email="new@example.org",
+        keywords=["linear attention", HOSTILE],
+        confirm_url="https://papers.example.org/confirm/tok?x=1&y=2",
+    )
+    once = renderer.render("confirm", ctx).html
+    per_email = inline_css(renderer.environment.get_template("email/confirm.html.j2").render(ctx))
+    a, b = ClientView(once), ClientView(per_email)
+    assert (a.elements, a.words, a.styles) == (b.elements, b.words, b.styles)
 
 
 def test_urls_reach_the_mail_verbatim(renderer: EmailRenderer) -> None:
@@ -340,3 +361,204 @@ def test_message_ids_are_unique() -> None:
     ids = {make_message_id("papers.example.org") for _ in range(200)}
     assert len(ids) == 200
     assert all(re.fullmatch(r"<[^<>@\s]+@papers\.example\.org>", i) for i in ids)
+
+
+# --- the fast MIME path against the stdlib -----------------------------------------------------
+
+WHEN = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+BOUNDARY = re.compile(rb'boundary="([^"]+)"')
+
+
+def head_and_parts(data: bytes) -> tuple[bytes, list[bytes]]:
+    """The top header block with the boundary blanked, and each part's headers."""
+    boundary = BOUNDARY.search(data)
+    assert boundary is not None
+    head = data.split(b"\r\n\r\n", 1)[0].replace(boundary.group(1), b"B")
+    sections = data.split(b"--" + boundary.group(1))[1:-1]
+    return head, [section.lstrip(b"\r\n").split(b"\r\n\r\n", 1)[0] for section in sections]
+
+
+def test_fast_message_is_the_stdlib_message_but_for_the_boundary(renderer: EmailRenderer) -> None:
+    rendered = renderer.render("digest", context([entry(), entry(title="Zweite · Arbeit")]))
+    kwargs: dict[str, Any] = {
+        "sender": "papermail <digest@papers.example.org>",
+        "recipient": "Jörg Müller <jorg@example.org>",
+        "message_id": make_message_id("papers.example.org"),
+        "unsubscribe_url": "https://papers.example.org/unsubscribe/" + "t0k3n" * 40,
+        "unsubscribe_mailto": "unsubscribe@papers.example.org",
+        "date": WHEN,
+        "extra_headers": {"X-Papermail-Digest": "17"},
+    }
+    fast, slow = build_message(rendered, **kwargs), build_message_stdlib(rendered, **kwargs)
+    fast_head, fast_parts = head_and_parts(fast)
+    slow_head, slow_parts = head_and_parts(slow)
+    assert fast_head == slow_head  # the same headers, byte for byte, in the same order
+    # the stdlib repeats MIME-Version in the second part, which RFC 2045 does not ask for
+    assert fast_parts == [p.replace(b"\r\nMIME-Version: 1.0", b"") for p in slow_parts]
+    assert fast.split(b"\r\n\r\n", 2)[2].replace(b"\r\nMIME-Version: 1.0", b"") != b""
+    a, b = parse(fast), parse(slow)
+    for part_a, part_b in zip(a.iter_parts(), b.iter_parts(), strict=True):  # type: ignore[attr-defined]
+        assert part_a.get_content() == part_b.get_content()
+
+
+def test_non_ascii_addresses_are_idna_or_refused() -> None:
+    rendered = RenderedEmail(subject="s", html="<p>x</p>", text="x")
+    msg = parse(build(rendered, recipient="Jörg <jorg@bücher.example>"))
+    assert msg["To"].addresses[0].domain == "xn--bcher-kva.example"
+    assert msg["To"].addresses[0].display_name == "Jörg"
+    with pytest.raises(DeliveryError, match="SMTPUTF8") as info:
+        build(rendered, recipient="jörg@example.org")
+    assert info.value.permanent  # send_digests marks that digest failed and goes on
+    assert isinstance(info.value, ValueError)  # like every other refused header value
+
+
+def test_extra_headers_cannot_replace_ours() -> None:
+    rendered = RenderedEmail(subject="s", html="<p>x</p>", text="x")
+    for name in ("Subject", "content-type", "List-Id", "Bad Name", "X:Y"):
+        with pytest.raises(ValueError, match="header name"):
+            build(rendered, extra_headers={name: "v"})
+    confirm = parse(build(rendered, unsubscribe_url=None, extra_headers={"Precedence": "list"}))
+    assert confirm["Precedence"] == "list"  # not a newsletter: no Precedence of ours to clash
+
+
+def normalized(text: str) -> str:
+    """What a part decodes to: CR, LF and CRLF all become one line end, and it ends in one."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text if text.endswith("\n") else text + "\n"
+
+
+def check_wire_format(data: bytes) -> None:
+    """ASCII, CRLF only, header lines <= 998 octets, body lines <= 76 (quoted-printable)."""
+    assert data.isascii() and data.endswith(b"\r\n")
+    lines = data.split(b"\r\n")
+    assert all(b"\n" not in line and b"\r" not in line for line in lines)
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+
+
+def parts_of(data: bytes) -> list[str]:
+    msg = parse(data)
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert all(p["Content-Transfer-Encoding"] == "quoted-printable" for p in parts)
+    return [p.get_content().replace("\r\n", "\n") for p in parts]
+
+
+def test_quoted_printable_lines_stay_within_76_even_with_a_trailing_blank() -> None:
+    """b2a_qp escapes a final blank after its line-length check (a 77-column line came out)."""
+    for width in range(68, 84):
+        for text in ("x" * width + " ", "é" * (width // 2) + "\t", "a=" * (width // 2) + " "):
+            rendered = RenderedEmail(subject="s", html=text, text=text + "\nnext")
+            data = build(rendered)
+            check_wire_format(data)
+            assert parts_of(data) == [normalized(rendered.text), normalized(rendered.html)]
+
+
+# Any text but surrogates (not encodable) and NUL (which a templated paper never holds).
+TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=400)
+LINE = st.text(st.characters(exclude_categories=("Cs", "Cc", "Zl", "Zp")), max_size=60)
+PROPERTY = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@st.composite
+def entries(draw: st.DrawFn) -> DigestEntry:
+    return DigestEntry(
+        title=draw(TEXT),
+        url=draw(st.one_of(st.none(), st.just("https://arxiv.org/abs/2501.00001"), TEXT)),
+        authors=tuple(draw(st.lists(LINE, max_size=5))),
+        author_count=draw(st.one_of(st.none(), st.integers(0, 99))),
+        organisation=draw(st.one_of(st.none(), LINE)),
+        upvotes=draw(st.one_of(st.none(), st.integers(0, 999))),
+        abstract=draw(TEXT),
+        matched=tuple(draw(st.lists(LINE, max_size=4))),
+        score=0.5,
+    )
+
+
+@PROPERTY
+@given(
+    papers=st.lists(entries(), max_size=4),
+    name=LINE,
+    address=st.emails(),
+)
+def test_random_digests_round_trip_through_the_stdlib_parser(
+    renderer: EmailRenderer, papers: list[DigestEntry], name: str, address: str
+) -> None:
+    """Whatever the titles, abstracts, keywords and names: the parts decode to exactly what was
+    rendered, the headers to what was given, and the wire format holds."""
+    rendered = renderer.render("digest", context(papers))
+    recipient = str(Address(display_name=name, addr_spec=address))
+    data = build(rendered, recipient=recipient, message_id="<m1@papers.example.org>")
+    check_wire_format(data)
+    assert parts_of(data) == [normalized(rendered.text), normalized(rendered.html)]
+    msg = parse(data)
+    assert msg["Subject"] == rendered.subject
+    to = msg["To"].addresses[0]
+    assert to.addr_spec == address
+    assert (
+        to.display_name
+        == parse(build_message_stdlib(rendered, **std_kwargs(recipient)))["To"]
+        .addresses[0]
+        .display_name
+    )
+    assert msg["Message-ID"] == "<m1@papers.example.org>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["Date"].datetime == WHEN
+
+
+def std_kwargs(recipient: str) -> dict[str, Any]:
+    return {
+        "sender": "papermail <digest@papers.example.org>",
+        "recipient": recipient,
+        "message_id": "<m1@papers.example.org>",
+        "unsubscribe_url": "https://papers.example.org/unsubscribe/tok",
+        "unsubscribe_mailto": "unsubscribe@papers.example.org",
+        "date": WHEN,
+    }
+
+
+@PROPERTY
+@given(subject=st.text(max_size=200), text=TEXT, html=TEXT, name=st.text(max_size=40))
+@example(subject="=?utf-8?q?J=C3=B6rg?= wrote", text=".\n.x\r\n", html="=", name="=?x?q?y?=")
+@example(subject="word " * 40, text="x" * 300, html=" \t\n\t ", name='"Doe, J." (x)')
+@example(subject="two\nlines", text="", html="", name="")
+def test_fast_and_stdlib_messages_parse_the_same(
+    subject: str, text: str, html: str, name: str
+) -> None:
+    """Arbitrary subjects (line breaks, encoded-word look-alikes, 200 characters) and display
+    names: both builders refuse the same values, and what they accept parses the same."""
+    rendered = RenderedEmail(subject=subject, html=html, text=text.replace("\x00", ""))
+    try:
+        recipient = str(Address(display_name=name, addr_spec="reader@example.org"))
+    except ValueError:
+        return  # the test's own formatting refused the name
+    kwargs = std_kwargs(recipient)
+    try:
+        slow = build_message_stdlib(rendered, **kwargs)
+    except ValueError:
+        with pytest.raises(ValueError):
+            build_message(rendered, **kwargs)
+        return
+    fast = build_message(rendered, **kwargs)
+    check_wire_format(fast)
+    a, b = parse(fast), parse(slow)
+    for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Id"):
+        assert str(a[header]) == str(b[header])
+    assert parts_of(fast) == parts_of(slow)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=TEXT, width=st.integers(1, 100), first=st.booleans(), blank=st.booleans())
+def test_memoised_filters_are_jinjas_filters(
+    text: str, width: int, first: bool, blank: bool
+) -> None:
+    env = Environment()
+    assert cached_wordwrap(env, text, width) == do_wordwrap(env, text, width)
+    assert cached_wordwrap(env, text, width, False, "\n", False) == do_wordwrap(
+        env, text, width, False, "\n", False
+    )
+    assert cached_indent(text, width % 8, first, blank) == do_indent(text, width % 8, first, blank)

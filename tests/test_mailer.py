@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import smtplib
 import socket
 import time
 from collections.abc import Iterator
@@ -12,10 +14,19 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from hypothesis import given
+from hypothesis import strategies as st
 
 from papermail.emails import RenderedEmail, build_message, make_message_id
 from papermail.errors import DeliveryError
-from papermail.mailer import OutboxMailer, OutgoingMail, SMTPMailer, make_mailer
+from papermail.mailer import (
+    OutboxMailer,
+    OutgoingMail,
+    SMTPMailer,
+    envelope_address,
+    make_mailer,
+    stuff_dots,
+)
 from papermail.settings import Settings
 from tests.conftest import free_port
 
@@ -132,6 +143,44 @@ def test_login_failure_never_shows_the_password(smtp_server: Any) -> None:
     assert f"{smtp_server.host}:{smtp_server.port}" in str(info.value)
     assert "hunter2" not in str(info.value) and "hunter2" not in repr(info.value.args)
     assert smtp_server.messages == []
+
+
+def test_lines_starting_with_a_dot_arrive_intact(smtp_server: Any) -> None:
+    """DATA is dot-stuffed by our own code (smtplib's regex was the client's main cost)."""
+    rng = random.Random(7)
+    pieces = [".", "..", ".x", "a", "", " .", "·.", "=2E", "x" * 90, ".\r\n.", "\r."]
+    sent = []
+    for n in range(30):
+        body = "\n".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        rendered = RenderedEmail(f"s{n}", body, body)
+        data = build_message(
+            rendered,
+            sender=SENDER,
+            recipient=f"r{n}@example.org",
+            message_id=make_message_id("papers.example.org"),
+        )
+        sent.append(OutgoingMail(SENDER, f"r{n}@example.org", "<m>", data))
+    sent.append(OutgoingMail(SENDER, "raw@example.org", "<m>", b".\r\n..a\r\nno end"))
+    with SMTPMailer(smtp_settings(smtp_server.host, smtp_server.port)).connection() as conn:
+        for m in sent:
+            conn.send(m)
+    received = smtp_server.messages
+    assert [r.data for r in received[:-1]] == [m.data for m in sent[:-1]]
+    assert received[-1].data.rstrip(b"\r\n") == b".\r\n..a\r\nno end"
+
+
+@given(st.binary(max_size=200) | st.text(".\r\na", max_size=30).map(str.encode))
+def test_stuff_dots_is_smtplibs_quoting(data: bytes) -> None:
+    assert stuff_dots(data) == smtplib._quote_periods(data)  # type: ignore[attr-defined]
+
+
+def test_envelope_addresses() -> None:
+    assert envelope_address("papermail <digest@x.org>") == "digest@x.org"
+    assert envelope_address("Jörg <jorg@bücher.example>") == "jorg@xn--bcher-kva.example"
+    for bad in ("jörg@example.org", "nobody", "@example.org"):
+        with pytest.raises(DeliveryError) as info:
+            envelope_address(bad)
+        assert info.value.permanent is True
 
 
 # --- SMTP against a picky server -----------------------------------------------------------------

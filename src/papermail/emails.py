@@ -12,17 +12,27 @@ while premailer runs. Consequences for template authors:
   classes added conditionally (``class="x{% if %} y{% endif %}"``): pick whole elements with
   ``{% if %}`` instead (e.g. a divider ``{% if not loop.last %}``);
 - child templates hold only ``{% block %}``s; no Jinja inside ``<style>`` or ``style="…"``.
+
+Speed (``python -m bench``; premailer per email was ~11 ms, ``EmailMessage`` ~3.5 ms): the
+filters the text template calls on every abstract (``wordwrap``, ``indent``) are memoised, and
+``build_message`` writes the bytes itself from a fixed skeleton, ~0.1-0.2 ms: the headers the
+stdlib would write (anything but short plain ASCII is still folded by the stdlib) and bodies
+quoted-printable by ``binascii.b2a_qp``, line by line, memoised. ``build_message_stdlib`` is the
+``EmailMessage`` reference the tests hold it to, and the benchmark's naive path.
 """
 
 from __future__ import annotations
 
+import binascii
 import logging
+import os
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from functools import lru_cache
@@ -37,10 +47,13 @@ from jinja2 import (
     FunctionLoader,
     StrictUndefined,
     Template,
+    pass_environment,
     select_autoescape,
 )
+from jinja2.filters import do_indent, do_wordwrap
 from premailer import Premailer
 
+from papermail.errors import DeliveryError
 from papermail.settings import Settings
 
 SNIPPET_CHARS = 300
@@ -51,10 +64,50 @@ SMTP_POLICY = policy.SMTP.clone(refold_source="none")
 MAX_LINE = 998
 
 
+@lru_cache(maxsize=4096)
+def _wrapped(
+    environment: Environment,
+    text: str,
+    width: int,
+    break_long_words: bool,
+    wrapstring: str | None,
+    break_on_hyphens: bool,
+) -> str:
+    return do_wordwrap(environment, text, width, break_long_words, wrapstring, break_on_hyphens)
+
+
+@pass_environment
+def cached_wordwrap(
+    environment: Environment,
+    s: str,
+    width: int = 79,
+    break_long_words: bool = True,
+    wrapstring: str | None = None,
+    break_on_hyphens: bool = True,
+) -> str:
+    """Jinja's ``wordwrap``, memoised: textwrap costs ~25 µs per abstract, half the text digest's
+    render time, and a day's digests wrap the same few hundred abstracts again and again."""
+    if type(s) is not str:  # Markup and friends: not worth a cache slot
+        return do_wordwrap(environment, s, width, break_long_words, wrapstring, break_on_hyphens)
+    return _wrapped(environment, s, width, break_long_words, wrapstring, break_on_hyphens)
+
+
+@lru_cache(maxsize=4096)
+def _indented(text: str, width: int | str, first: bool, blank: bool) -> str:
+    return do_indent(text, width, first, blank)
+
+
+def cached_indent(s: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    """Jinja's ``indent``, memoised like ``wordwrap``: it follows it on every abstract."""
+    if type(s) is not str:
+        return do_indent(s, width, first, blank)
+    return _indented(s, width, first, blank)
+
+
 @lru_cache(maxsize=8)
 def create_environment(templates_dir: Path) -> Environment:
     """The one Jinja environment: HTML autoescaped (also for ``from_string``), strict names."""
-    return Environment(
+    environment = Environment(
         loader=FileSystemLoader(templates_dir),
         autoescape=select_autoescape(
             enabled_extensions=("html", "htm", "xml", "html.j2"), default_for_string=True
@@ -63,6 +116,9 @@ def create_environment(templates_dir: Path) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.filters["wordwrap"] = cached_wordwrap
+    environment.filters["indent"] = cached_indent
+    return environment
 
 
 def inline_css(html: str) -> str:
@@ -166,11 +222,13 @@ class RenderedEmail:
 
 
 class EmailRenderer:
-    """Renders ``email/<name>.*.j2``; HTML templates are CSS-inlined once and cached."""
+    """Renders ``email/<name>.*.j2``; HTML templates are CSS-inlined once, and every template is
+    kept (``get_template`` would stat its file on each call to see if it changed)."""
 
     def __init__(self, settings: Settings) -> None:
         self.environment = create_environment(settings.templates_dir)
         self._html: dict[str, Template] = {}
+        self._plain: dict[str, tuple[Template, Template]] = {}
 
     def html_template(self, name: str) -> Template:
         template = self._html.get(name)
@@ -180,12 +238,18 @@ class EmailRenderer:
         return template
 
     def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
-        env = self.environment
-        subject = env.get_template(f"email/{name}.subject.j2").render(context)
+        plain = self._plain.get(name)
+        if plain is None:
+            get = self.environment.get_template
+            plain = self._plain[name] = (
+                get(f"email/{name}.subject.j2"),
+                get(f"email/{name}.txt.j2"),
+            )
+        subject, text = plain
         return RenderedEmail(
-            subject=" ".join(subject.split()),
+            subject=" ".join(subject.render(context).split()),
             html=self.html_template(name).render(context),
-            text=env.get_template(f"email/{name}.txt.j2").render(context),
+            text=text.render(context),
         )
 
 
@@ -201,6 +265,7 @@ def get_renderer(settings: Settings) -> EmailRenderer:
     return renderer
 
 
+@lru_cache(maxsize=4096)
 def _http_url(url: str | None) -> str:
     """Only http(s) links reach an email: a scraped ``javascript:`` URL must not be clickable."""
     if url and urlsplit(url.strip()).scheme.lower() in {"http", "https"}:
@@ -208,9 +273,35 @@ def _http_url(url: str | None) -> str:
     return ""
 
 
+@lru_cache(maxsize=4096)
+def _snippet(abstract: str) -> str:
+    text = " ".join(abstract.split())
+    if len(text) <= SNIPPET_CHARS:
+        return text
+    cut = text[:SNIPPET_CHARS]
+    if " " in cut[SNIPPET_CHARS // 2 :]:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+@lru_cache(maxsize=4096)
+def _authors_label(authors: tuple[str, ...], author_count: int | None) -> str:
+    total = max(author_count or 0, len(authors))
+    if not authors:
+        if not total:
+            return ""
+        return f"{total} author{'s' if total != 1 else ''}"
+    shown = authors[:SHOWN_AUTHORS]
+    more = total - len(shown)
+    return ", ".join(shown) + (f" +{more} more" if more else "")
+
+
 @dataclass(frozen=True, kw_only=True)
 class DigestEntry:
-    """One paper as templates see it: plain data, no ORM object."""
+    """One paper as templates see it: plain data, no ORM object.
+
+    ``link``, ``snippet`` and ``authors_label`` are worked out once, at construction: each
+    template reads them twice, and the same papers recur across a day's digests (memoised)."""
 
     title: str
     url: str | None
@@ -222,34 +313,18 @@ class DigestEntry:
     abstract: str = ""
     matched: tuple[str, ...] = ()
     score: float = 0.0
+    link: str = field(init=False, repr=False, compare=False)
+    """The URL if it is http(s), else "" (templates then show the title unlinked)."""
+    snippet: str = field(init=False, repr=False, compare=False)
+    """The abstract cut at a word boundary near ``SNIPPET_CHARS``."""
+    authors_label: str = field(init=False, repr=False, compare=False)
+    """'A, B, C +5 more', or '8 authors' when the source only gave a count."""
 
-    @property
-    def link(self) -> str:
-        """The URL if it is http(s), else "" (templates then show the title unlinked)."""
-        return _http_url(self.url)
-
-    @property
-    def snippet(self) -> str:
-        """The abstract cut at a word boundary near ``SNIPPET_CHARS``."""
-        text = " ".join(self.abstract.split())
-        if len(text) <= SNIPPET_CHARS:
-            return text
-        cut = text[:SNIPPET_CHARS]
-        if " " in cut[SNIPPET_CHARS // 2 :]:
-            cut = cut.rsplit(" ", 1)[0]
-        return cut.rstrip(" ,;:.-") + "…"
-
-    @property
-    def authors_label(self) -> str:
-        """'A, B, C +5 more', or '8 authors' when the source only gave a count."""
-        total = max(self.author_count or 0, len(self.authors))
-        if not self.authors:
-            if not total:
-                return ""
-            return f"{total} author{'s' if total != 1 else ''}"
-        shown = self.authors[:SHOWN_AUTHORS]
-        more = total - len(shown)
-        return ", ".join(shown) + (f" +{more} more" if more else "")
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: the dataclass way to fill derived fields
+        set_(self, "link", _http_url(self.url))
+        set_(self, "snippet", _snippet(self.abstract))
+        set_(self, "authors_label", _authors_label(tuple(self.authors), self.author_count))
 
 
 @dataclass(frozen=True)
@@ -298,8 +373,11 @@ def make_message_id(domain: str) -> str:
     return make_msgid(domain=domain)
 
 
+_HEADER_URL = re.compile(r"[!-;=?-~]+")  # printable ASCII but space, "<" and ">"
+
+
 def _header_url(url: str) -> str:
-    if not url.isascii() or any(c.isspace() for c in url) or "<" in url or ">" in url:
+    if not _HEADER_URL.fullmatch(url):
         raise ValueError(f"URL not usable in a header: {url!r}")
     return url
 
@@ -310,10 +388,133 @@ def _list_unsubscribe(url: str, mailto: str | None) -> str:
     if mailto:
         query = "" if "?" in mailto else "?subject=unsubscribe"
         targets.append(f"<{_header_url('mailto:' + mailto.removeprefix('mailto:') + query)}>")
-    value = ",\n ".join(targets)
+    value = ",\r\n ".join(targets)
     if any(len(line) > MAX_LINE - len("List-Unsubscribe: ") for line in value.splitlines()):
         raise ValueError("List-Unsubscribe URL longer than an SMTP line")
     return value
+
+
+@lru_cache(maxsize=64)
+def _domain(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2]
+
+
+def _newsletter_headers(
+    sender: str, unsubscribe_url: str, unsubscribe_mailto: str | None, list_id: str | None
+) -> list[tuple[str, str]]:
+    """The list headers of a digest, in order; List-Unsubscribe's value is already folded."""
+    domain = _domain(sender) or "localhost"
+    return [
+        ("List-Unsubscribe", _list_unsubscribe(unsubscribe_url, unsubscribe_mailto)),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("List-Id", list_id or f"papermail digest <digest.{domain}>"),
+        ("Precedence", "bulk"),
+    ]
+
+
+def _date_header(date: datetime | None) -> str:
+    when = date or datetime.now(UTC)
+    return format_datetime(when if when.tzinfo else when.replace(tzinfo=UTC))
+
+
+# --- MIME from a fixed skeleton -------------------------------------------------------------
+
+_HEADER_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext
+_MIME_HEADERS = frozenset({"mime-version", "content-type", "content-transfer-encoding"})
+# A bare dot-atom address in plain ASCII: written as is; anything else goes through the stdlib.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+)
+_PART_HEAD = (
+    b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+)
+
+
+def _stdlib_field(name: str, value: str) -> str:
+    """``name: value`` exactly as ``EmailMessage`` folds it (RFC 2047 words, 78-column lines).
+    Raises ValueError for a value with a line break, as ``EmailMessage`` does."""
+    header_name, header = SMTP_POLICY.header_store_parse(name, value)
+    return SMTP_POLICY.fold(header_name, header)
+
+
+_cached_stdlib_field = lru_cache(maxsize=1024)(_stdlib_field)  # subjects and From recur
+
+
+def _field(name: str, value: str) -> str:
+    """Short printable ASCII is written as is, which is what the stdlib writes for it too;
+    ``=?`` would read as an encoded word, so it goes the slow way."""
+    if (
+        value
+        and len(name) + len(value) <= 76
+        and value.isascii()
+        and value.isprintable()
+        and value.strip() == value
+        and "=?" not in value
+    ):
+        return f"{name}: {value}\r\n"
+    return _cached_stdlib_field(name, value)
+
+
+class UndeliverableAddress(DeliveryError, ValueError):
+    """An address no message can be written for (papermail does not speak SMTPUTF8): a
+    permanent delivery failure, so a batch marks that one digest failed and goes on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
+@lru_cache(maxsize=256)
+def _address_field(name: str, value: str) -> str:
+    """An address header, names RFC 2047-encoded by the stdlib. The stdlib would also encode a
+    non-ASCII address itself, which no server reads: domains become IDNA (punycode) instead,
+    and a non-ASCII local part, which only SMTPUTF8 can carry, is refused."""
+    if len(name) + len(value) <= 76 and _PLAIN_ADDRESS.fullmatch(value) and "=?" not in value:
+        return f"{name}: {value}\r\n"
+    header_name, header = SMTP_POLICY.header_store_parse(name, value)
+    given = list(header.addresses)
+    fixed = []
+    for address in given:
+        if not address.username.isascii():
+            raise UndeliverableAddress(f"{name}: {value!r} needs SMTPUTF8 (non-ASCII local part)")
+        domain = address.domain
+        if not domain.isascii():
+            try:
+                domain = domain.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise UndeliverableAddress(f"{name}: {value!r} has no IDNA domain") from None
+        fixed.append(Address(address.display_name, address.username, domain))
+    if fixed != given:
+        header = SMTP_POLICY.header_factory(header_name, fixed)
+    return SMTP_POLICY.fold(header_name, header)
+
+
+@lru_cache(maxsize=32768)
+def _qp_line(line: str) -> bytes:
+    encoded = binascii.b2a_qp((line + "\r\n").encode("utf-8"))
+    if line[-1:] in (" ", "\t"):
+        # b2a_qp escapes a line's final blank (" " -> "=20") after its 76-column check, which
+        # can leave 77 or 78: move the escape to a line of its own, after a soft break.
+        head, crlf, last = encoded[:-2].rpartition(b"\r\n")
+        if len(last) > 76:
+            encoded = head + crlf + last[:-3] + b"=\r\n" + last[-3:] + b"\r\n"
+    return encoded
+
+
+def _qp_body(text: str) -> bytes:
+    """Quoted-printable UTF-8 with CRLF line ends and a final line end, lines <= 76: what
+    ``set_content(cte="quoted-printable")`` gives, at C speed.
+
+    Quoted-printable encodes each hard line on its own, so lines are encoded one by one and
+    memoised: b2a_qp costs ~7 ns a byte, and most lines of a digest (template, paper titles,
+    abstracts) recur across a day's digests. b2a_qp breaks soft lines with CRLF when its input's
+    first line end is CRLF, which ``line + CRLF`` guarantees."""
+    if "\r" in text:  # \r\n, \r and \n are all line ends, as for the stdlib
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return b"".join(map(_qp_line, lines)) if lines else b"\r\n"
 
 
 def build_message(
@@ -332,20 +533,78 @@ def build_message(
 
     With ``unsubscribe_url`` it is a newsletter: List-Unsubscribe (+ One-Click POST, RFC 8058),
     List-Id and ``Precedence: bulk``; without (confirmation mails) it carries none of them.
+    The same bytes as ``build_message_stdlib`` but for the boundary, 20-40x faster; the
+    tests hold the two to the same parse.
     """
+    head = [
+        _address_field("From", sender),
+        _address_field("To", recipient),
+        _field("Subject", rendered.subject),
+        f"Date: {_date_header(date)}\r\n",
+        _field("Message-ID", message_id),
+    ]
+    names = {"from", "to", "subject", "date", "message-id"} | _MIME_HEADERS
+    if unsubscribe_url:
+        for name, value in _newsletter_headers(
+            sender, unsubscribe_url, unsubscribe_mailto, list_id
+        ):
+            head.append(
+                f"{name}: {value}\r\n" if name == "List-Unsubscribe" else _field(name, value)
+            )
+            names.add(name.lower())
+    for name, value in (extra_headers or {}).items():
+        if not _HEADER_NAME.fullmatch(name) or name.lower() in names:
+            raise ValueError(f"not a header name, or one set already: {name!r}")
+        head.append(_field(name, value))
+    # "=_" never occurs in quoted-printable text, so no body can contain the boundary.
+    boundary = f"=_pm{os.urandom(12).hex()}"
+    head.append(
+        f'MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n boundary="{boundary}"'
+    )
+    delimiter = f"\r\n\r\n--{boundary}\r\n".encode("ascii")
+    return b"".join(
+        (
+            "".join(head).encode("ascii"),
+            delimiter,
+            _PART_HEAD % b"plain",
+            _qp_body(rendered.text),
+            delimiter[2:],
+            _PART_HEAD % b"html",
+            _qp_body(rendered.html),
+            delimiter[2:-2],
+            b"--\r\n",
+        )
+    )
+
+
+def build_message_stdlib(
+    rendered: RenderedEmail,
+    *,
+    sender: str,
+    recipient: str,
+    message_id: str,
+    unsubscribe_url: str | None = None,
+    unsubscribe_mailto: str | None = None,
+    date: datetime | None = None,
+    list_id: str | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+) -> bytes:
+    """``build_message`` through ``EmailMessage`` (~4 ms): the reference the fast path is tested
+    against, and the benchmark's naive path."""
     msg = EmailMessage(policy=SMTP_POLICY)
     msg["From"] = sender
     msg["To"] = recipient
     msg["Subject"] = rendered.subject
-    when = date or datetime.now(UTC)
-    msg["Date"] = format_datetime(when if when.tzinfo else when.replace(tzinfo=UTC))
+    msg["Date"] = _date_header(date)
     msg["Message-ID"] = message_id
     if unsubscribe_url:
-        domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
-        msg.set_raw("List-Unsubscribe", _list_unsubscribe(unsubscribe_url, unsubscribe_mailto))
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        msg["List-Id"] = list_id or f"papermail digest <digest.{domain}>"
-        msg["Precedence"] = "bulk"
+        for name, value in _newsletter_headers(
+            sender, unsubscribe_url, unsubscribe_mailto, list_id
+        ):
+            if name == "List-Unsubscribe":
+                msg.set_raw(name, value)
+            else:
+                msg[name] = value
     for name, value in (extra_headers or {}).items():
         msg[name] = value
     msg.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")

@@ -3,6 +3,11 @@
 Callers open one ``connection()`` per batch and ``send`` each mail through it: a reused SMTP
 connection is 1.4-1.7x faster than one per message. Every failure becomes ``DeliveryError``
 whose ``permanent`` flag says whether retrying the same message can help (5xx: no).
+
+Client CPU per message over a reused connection is ~0.25 ms (``python -m bench``, 20 kB
+digests). smtplib's own dot-stuffing, a multi-line regex, took ~0.2 ms of the ~0.45 ms it cost
+before, so ``DATA`` stuffs with ``bytes.replace`` instead; the rest is ``sendmail``'s four
+request/reply round trips (MAIL, RCPT, DATA, the data), and the server sets the pace.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -46,12 +52,54 @@ class Mailer(Protocol):
     def connection(self) -> AbstractContextManager[MailConnection]: ...
 
 
+@lru_cache(maxsize=1024)
 def envelope_address(header_value: str) -> str:
-    """``"papermail <digest@x.org>"`` -> ``digest@x.org`` for the SMTP envelope."""
+    """``"papermail <digest@x.org>"`` -> ``digest@x.org`` for the SMTP envelope; a non-ASCII
+    domain is sent as IDNA (as ``build_message`` writes it), a non-ASCII local part would need
+    SMTPUTF8 and is refused for good."""
     address = parseaddr(header_value)[1]
-    if "@" not in address:
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
         raise DeliveryError(f"not an email address: {header_value!r}", permanent=True)
-    return address
+    if not local.isascii():
+        raise DeliveryError(f"needs SMTPUTF8: {header_value!r}", permanent=True)
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise DeliveryError(f"not a mail domain: {header_value!r}", permanent=True) from None
+    return f"{local}@{domain}"
+
+
+def stuff_dots(data: bytes) -> bytes:
+    """RFC 5321 transparency (a line's leading dot doubled), as smtplib's ``(?m)^\\.`` regex
+    does it, at ``bytes.replace`` speed."""
+    stuffed = data.replace(b"\n.", b"\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
+class _FastData:
+    """``smtplib.SMTP.data`` with ``stuff_dots``; for bytes the rest is the same as smtplib's."""
+
+    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        if isinstance(msg, str):
+            return super().data(msg)  # type: ignore[misc]
+        client: smtplib.SMTP = self  # type: ignore[assignment]
+        client.putcmd("data")
+        code, reply = client.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        stuffed = stuff_dots(msg)
+        client.send(stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"))
+        return client.getreply()
+
+
+class _SMTP(_FastData, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_FastData, smtplib.SMTP_SSL):
+    pass
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -97,6 +145,10 @@ def _describe(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
+class RecipientRefused(DeliveryError):
+    """The server refused the recipient address itself (RCPT); with a 5xx, a hard bounce."""
+
+
 def _smtp_error(exc: smtplib.SMTPResponseException, where: str) -> DeliveryError:
     """5xx means this message will never be accepted as is; 4xx may pass later."""
     return DeliveryError(f"{where} answered {_describe(exc)}", permanent=500 <= exc.smtp_code < 600)
@@ -123,7 +175,8 @@ class _SMTPConnection:
                 code, text = exc.recipients.get(recipient, next(iter(exc.recipients.values())))
                 lost = smtplib.SMTPResponseException(code, text)
                 if code != CLOSING:
-                    raise _smtp_error(lost, f"{self.mailer.where} (RCPT {recipient})") from None
+                    error = _smtp_error(lost, f"{self.mailer.where} (RCPT {recipient})")
+                    raise RecipientRefused(str(error), permanent=error.permanent) from None
             except smtplib.SMTPResponseException as exc:  # sender or data refused, etc.
                 if exc.smtp_code != CLOSING:
                     raise _smtp_error(exc, self.mailer.where) from None
@@ -170,14 +223,14 @@ class SMTPMailer:
         s = self.settings
         try:
             if s.smtp_security == "tls":
-                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                client: smtplib.SMTP = _SMTPSSL(
                     s.smtp_host,
                     s.smtp_port,
                     timeout=s.smtp_timeout,
                     context=ssl.create_default_context(),
                 )
             else:
-                client = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
+                client = _SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(
                 f"cannot reach SMTP server {self.where}: {_describe(exc)}"

@@ -1,0 +1,70 @@
+"""`python -m bench` runs end to end and prints every stage: a smoke test, never a timing test
+(the machine is shared and noisy; the numbers are for people to read)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = (
+    "ingest: parse + upsert (SQLite)",
+    "TF-IDF fit",
+    "scoring + top-10, batched",
+    "scoring, naive: one rank() per subscriber",
+    "context: DigestEntry objects",
+    "context: 3 signed links (itsdangerous)",
+    "render: Jinja subject + HTML + text",
+    "inline CSS: once per template (premailer)",
+    "MIME: build_message (skeleton + QP)",
+    "render + inline + MIME, fast",
+    "render: Jinja, template not inlined",
+    "inline CSS: premailer per email",
+    "MIME: EmailMessage (policy.SMTP)",
+    "render + inline + MIME, naive",
+    "MIME: skeleton + base64",
+    "MIME: email.mime (compat32)",
+    "SMTP: client CPU per message",
+    "SMTP: wall throughput",
+    "SMTP: aiosmtpd server CPU per message",
+    "SMTP: a new connection per message",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_benchmark_prints_every_stage(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--subscribers",
+            "300",
+            "--smtp-messages",
+            "60",
+            "--naive-digests",
+            "10",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for stage in STAGES:
+        assert stage in done.stdout, f"no row for {stage!r}:\n{done.stdout}"
+    assert "speed-up" in done.stdout and "peak RSS" in done.stdout
+    results = json.loads(out.read_text())
+    rows = {row["stage"]: row for row in results["rows"]}
+    assert rows["render + inline + MIME, fast"]["items"] > 0
+    assert all(row["seconds"] > 0 for row in results["rows"])
+    assert results["facts"]["speedup"] > 1  # a sanity check, not the target
