@@ -1,0 +1,45 @@
+"""Relevance ranking: subscribers' keyword profiles against the day's papers, in one batch.
+
+Pure on purpose (no database, Celery or web): it takes data and returns data, so it can be tested
+and timed alone. The pipeline, one module per step:
+
+- ``text``: ML-aware tokens (acronyms, "1.58-bit"), a light stemmer, unigrams + bigrams;
+- ``expansion``: acronyms the corpus defines ("Mixture-of-Experts (MoE)") and a synonyms file;
+- ``model``: the fitted document frequencies; title-weighted, sublinear TF-IDF vectors;
+- ``phrases``: each unique phrase against each paper, matching as a phrase, not as scattered words;
+- ``batch``: ``rank`` / ``rank_one``: profiles combined, feedback, exclusions, prior, top-N or MMR;
+- ``learning``: Rocchio and a per-subscriber classifier from ratings; ``diversity``: MMR;
+- ``corpus``: papers from files (``papermail rank``); ``bm25``: the baseline;
+- ``evaluation`` and ``report``: the labelled-set harness behind ``papermail eval``.
+"""
+
+from papermail.ranking.base import (
+    FEEDBACK_LABEL,
+    Feedback,
+    Keyword,
+    Match,
+    ModelConfig,
+    PaperText,
+    Profile,
+    RankOptions,
+    Reason,
+    model_config,
+)
+from papermail.ranking.batch import rank, rank_one
+from papermail.ranking.model import RelevanceModel
+
+__all__ = [
+    "FEEDBACK_LABEL",
+    "Feedback",
+    "Keyword",
+    "Match",
+    "ModelConfig",
+    "PaperText",
+    "Profile",
+    "RankOptions",
+    "Reason",
+    "RelevanceModel",
+    "model_config",
+    "rank",
+    "rank_one",
+]

@@ -1,0 +1,198 @@
+"""The fitted model: document frequencies of a rolling corpus, the acronyms it defines, and the
+analyzer, which together turn papers and phrases into comparable TF-IDF vectors.
+
+Vectors are open-vocabulary: a term the corpus never saw gets the idf of a term seen once, and a
+paper's norm counts all its terms, so a paper's vector never depends on what else is in a batch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from papermail.ranking.base import ModelConfig, PaperText
+from papermail.ranking.expansion import Acronyms, Expander, load_synonyms
+from papermail.ranking.text import Analyzer
+
+
+@dataclass(frozen=True, slots=True)
+class Vectors:
+    """Papers in one batch: `columns` maps each term they contain to a column."""
+
+    columns: dict[str, int]
+    tfidf: sp.csr_matrix  # papers x columns, L2-normalized, title weighted, sublinear tf
+    title: sp.csr_matrix  # papers x columns: 1 where the title has the term
+    abstract: sp.csr_matrix  # papers x columns: 1 where the abstract has the term
+
+
+def _other_sense(term: str, senses: set[str]) -> str:
+    """Marks an acronym used in another sense ("asr" -> "asr~"), alone or inside a bigram."""
+    if " " in term:
+        return " ".join(_other_sense(t, senses) for t in term.split(" "))
+    return f"{term}~" if term in senses else term
+
+
+SUGGEST_MAX_SHARE = 0.05  # a suggested term is in at most this share of the corpus
+
+
+class RelevanceModel:
+    """Fitted on the corpus the caller passes (the last CORPUS_DAYS of papers). Picklable."""
+
+    def __init__(
+        self,
+        analyzer: Analyzer,
+        idf: dict[str, float],
+        unseen_idf: float,
+        config: ModelConfig,
+        expander: Expander,
+        acronyms: Acronyms,
+    ) -> None:
+        self.analyzer = analyzer
+        self.idf = idf
+        self.unseen_idf = unseen_idf
+        self.config = config
+        self.expander = expander
+        self.acronyms = acronyms
+
+    @classmethod
+    def fit(cls, corpus: Sequence[PaperText], config: ModelConfig | None = None) -> RelevanceModel:
+        """Raises ValueError if the corpus has no words at all."""
+        config = config or ModelConfig()
+        analyzer = Analyzer(stemming=config.stemming)
+        df: Counter[str] = Counter()
+        acronyms = Acronyms()
+        for paper in corpus:
+            terms = set(analyzer(paper.title))
+            terms.update(analyzer(paper.abstract))
+            df.update(terms)
+            if config.learn_acronyms:
+                acronyms.add(analyzer, paper.title)
+                acronyms.add(analyzer, paper.abstract)
+        if not df:
+            raise ValueError("the corpus has no words to fit a model on")
+        n = len(corpus)
+        # Smooth idf as sklearn's; a word in every paper still counts (idf 1). Terms seen once
+        # are not stored: any term missing from the table gets their idf, which keeps the model
+        # small (most bigrams are seen once).
+        idf = {t: math.log((1 + n) / (1 + c)) + 1 for t, c in df.items() if c > 1}
+        unseen = math.log((1 + n) / 2) + 1
+        groups = load_synonyms(config.synonyms_file or None, packaged=config.synonyms)
+        expander = Expander.build(analyzer, groups, acronyms)
+        return cls(analyzer, idf, unseen, config, expander, acronyms)
+
+    def idf_of(self, terms: Sequence[str]) -> np.ndarray:
+        get, unseen = self.idf.get, self.unseen_idf
+        return np.fromiter((get(t, unseen) for t in terms), float, len(terms))
+
+    def tokens(self, phrase: str) -> tuple[str, ...]:
+        """A typed phrase as analyzed words: "Mixture-of-Experts" -> ("mixtur", "expert")."""
+        return tuple(t for run in self.analyzer.words(phrase) for t in run)
+
+    def vectors(self, papers: Sequence[PaperText]) -> Vectors:
+        """TF-IDF rows for papers: tf = title_weight x title count + abstract count, then
+        1 + log(tf), times idf, L2-normalized over every term of the paper."""
+        columns: dict[str, int] = {}
+        fields: list[tuple[list[int], list[int]]] = [([], []), ([], [])]
+        for i, paper in enumerate(papers):
+            senses = self.expander.other_senses(self.analyzer, f"{paper.title}. {paper.abstract}")
+            for (rows, cols), text in zip(fields, (paper.title, paper.abstract), strict=True):
+                terms = self.analyzer(text)
+                if senses:
+                    terms = [_other_sense(t, senses) for t in terms]
+                ids = [columns.setdefault(t, len(columns)) for t in terms]
+                cols.extend(ids)
+                rows.extend([i] * len(ids))
+        shape = (len(papers), len(columns))
+        counts = [  # duplicates add up: counts
+            sp.csr_matrix((np.ones(len(r)), (r, c)), shape=shape) for r, c in fields
+        ]
+        raw = (counts[0] * self.config.title_weight + counts[1]).tocsr()
+        raw.sort_indices()
+        terms = list(columns)
+        idf = self.idf_of(terms)
+        weights = raw.copy()
+        weights.data = (1.0 + np.log(raw.data)) * idf[raw.indices]
+        norms = np.sqrt(np.asarray(weights.multiply(weights).sum(axis=1)).ravel())
+        weights = sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ weights)
+        title, abstract = ((c > 0).astype(float).tocsr() for c in counts)
+        return Vectors(columns, weights, title, abstract)
+
+    def transform(self, papers: Sequence[PaperText]) -> sp.csr_matrix:
+        """One L2-normalized TF-IDF row per paper (columns are this batch's own)."""
+        return self.vectors(papers).tfidf
+
+    def top_terms(
+        self, papers: Sequence[PaperText], *, limit: int, exclude: Sequence[str] = ()
+    ) -> list[str]:
+        """The phrases that best characterize `papers`, for "more like this" keyword suggestions:
+        summed TF-IDF times idf (specific terms first), bigrams preferred, each in at least two of
+        the papers when there are two, shown as readers write them ("mixture of experts", not the
+        stems "mixtur expert"). Words of `exclude` phrases, and forms of a phrase already chosen
+        (its acronym, its words), are skipped."""
+        if not papers or limit <= 0:
+            return []
+        vectors = self.vectors(papers)
+        terms = list(vectors.columns)
+        held = np.asarray((vectors.title + vectors.abstract > 0).sum(axis=0)).ravel()
+        idf = self.idf_of(terms)
+        weight = np.asarray(vectors.tfidf.sum(axis=0)).ravel() * idf
+        weight *= np.array([2.0 if " " in t else 1.0 for t in terms])
+        n = 2 * math.exp(self.unseen_idf - 1) - 1  # corpus size, from the idf of a term seen once
+        df = (1 + n) * np.exp(1 - idf) - 1
+        weight[df > max(SUGGEST_MAX_SHARE * n, 2 * len(papers))] = 0  # common words
+        texts = [f"{p.title}. {p.abstract}" for p in papers]
+        banned = set()
+        for phrase in exclude:
+            tokens = self.tokens(phrase)
+            banned.update(tokens)
+            banned.update(
+                t for alternative, _ in self.expander.alternatives(tokens) for t in alternative
+            )
+        chosen: list[str] = []
+        taken: set[str] = set()
+        for col in np.lexsort((np.arange(len(terms)), -weight)):
+            words = tuple(terms[col].split(" "))
+            if weight[col] <= 0:
+                break
+            if held[col] < min(2, len(papers)) or banned & set(words) or taken & set(words):
+                continue
+            if any(w.endswith("~") or w.replace(".", "").isdigit() for w in words):
+                continue
+            shown = _spelling(self.analyzer, words, texts)
+            if shown is None:
+                continue
+            chosen.append(shown)
+            taken.update(words)
+            for alternative, _ in self.expander.alternatives(words):
+                taken.update(alternative)
+            if len(chosen) == limit:
+                break
+        return chosen
+
+
+def _spelling(analyzer: Analyzer, words: tuple[str, ...], texts: Sequence[str]) -> str | None:
+    """The most common way `texts` write the analyzed `words`: a run of raw tokens whose terms
+    are `words`, small words between them kept ("mixture of experts")."""
+    seen: Counter[str] = Counter()
+    for text in texts:
+        tokens = re.findall(r"\d+(?:\.\d+)+|[^\W_]+", text)
+        terms = [analyzer.normalize(t) for t in tokens]
+        for start, term in enumerate(terms):
+            if term != words[0]:
+                continue
+            place, end = 1, start + 1
+            while place < len(words) and end < len(terms) and end - start <= 2 * len(words):
+                if terms[end] == words[place]:
+                    place += 1
+                elif terms[end]:
+                    break
+                end += 1
+            if place == len(words):
+                seen[" ".join(tokens[start:end]).lower()] += 1
+    return seen.most_common(1)[0][0] if seen else None

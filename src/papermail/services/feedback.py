@@ -1,0 +1,142 @@
+"""Feedback from digests: "more like this" / "less like this" ratings, muted terms, and what
+ranking learns from them.
+
+The web routes behind the signed links call `record_rating` and `mute_term` (one unit of work
+each: the caller commits); the digest service calls `load_feedback` to pass the ratings to
+`ranking.rank`; the manage page may show `suggest_keywords`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from papermail import ranking
+from papermail.models import Interest, Paper, Rating, Subscriber, utcnow
+from papermail.services.subscriptions import MAX_INTERESTS, InvalidInput, clean_phrases
+from papermail.settings import Settings
+
+LIKE = 1
+DISLIKE = -1
+MAX_RATED = 200  # most recent ratings a subscriber's profile learns from
+
+
+def record_rating(session: Session, *, subscriber_id: int, paper_id: str, value: int) -> Rating:
+    """Store (or change) a subscriber's rating of a paper: +1 more like this, -1 less."""
+    if value not in (LIKE, DISLIKE):
+        raise InvalidInput("a rating is +1 (more like this) or -1 (less like this)", field="value")
+    if session.get(Subscriber, subscriber_id) is None:
+        raise InvalidInput(f"no subscriber {subscriber_id}", field="subscriber")
+    if session.get(Paper, paper_id) is None:
+        raise InvalidInput(f"no paper {paper_id!r}", field="paper")
+    rating = session.exec(
+        select(Rating).where(Rating.subscriber_id == subscriber_id, Rating.paper_id == paper_id)
+    ).first()
+    if rating is None:
+        rating = Rating(subscriber_id=subscriber_id, paper_id=paper_id, value=value)
+    else:
+        rating.value = value
+        rating.created_at = utcnow()
+    session.add(rating)
+    session.flush()
+    return rating
+
+
+def mute_term(session: Session, *, subscriber_id: int, term: str) -> Interest:
+    """Exclude `term` from a subscriber's digests (a negative keyword). A positive keyword with
+    the same words is dropped: nobody wants and excludes the same thing."""
+    phrases = clean_phrases([term], field="term")
+    if len(phrases) != 1:
+        raise InvalidInput("give one term to mute", field="term")
+    phrase = phrases[0]
+    interests = list(session.exec(select(Interest).where(Interest.subscriber_id == subscriber_id)))
+    for interest in interests:
+        if interest.phrase.casefold() == phrase.casefold():
+            if interest.negative:
+                return interest
+            session.delete(interest)
+    if len(interests) >= MAX_INTERESTS:
+        raise InvalidInput(f"at most {MAX_INTERESTS} keywords", field="term")
+    muted = Interest(subscriber_id=subscriber_id, phrase=phrase, negative=True)
+    session.add(muted)
+    session.flush()
+    return muted
+
+
+def rated_ids(session: Session, *, subscriber_id: int, value: int) -> list[str]:
+    """Ids of the papers a subscriber rated `value` (LIKE or DISLIKE), most recent first."""
+    rows = session.exec(
+        select(Rating.paper_id)
+        .where(Rating.subscriber_id == subscriber_id, Rating.value == value)
+        .order_by(col(Rating.created_at).desc(), col(Rating.id).desc())
+        .limit(MAX_RATED)
+    )
+    return list(rows)
+
+
+def liked_ids(session: Session, *, subscriber_id: int) -> list[str]:
+    return rated_ids(session, subscriber_id=subscriber_id, value=LIKE)
+
+
+def disliked_ids(session: Session, *, subscriber_id: int) -> list[str]:
+    return rated_ids(session, subscriber_id=subscriber_id, value=DISLIKE)
+
+
+def load_feedback(session: Session, subscriber_ids: Sequence[int]) -> dict[int, ranking.Feedback]:
+    """Every given subscriber's rated papers as text, for `ranking.rank(feedback=...)`; one
+    query for all of them. Subscribers without ratings are left out."""
+    if not subscriber_ids:
+        return {}
+    rows = session.exec(
+        select(Rating.subscriber_id, Rating.value, Paper.title, Paper.abstract)
+        .join(Paper, col(Paper.id) == Rating.paper_id)
+        .where(col(Rating.subscriber_id).in_(list(subscriber_ids)))
+        .order_by(col(Rating.subscriber_id), col(Rating.created_at).desc(), col(Rating.id).desc())
+    )
+    liked: dict[int, list[ranking.PaperText]] = defaultdict(list)
+    disliked: dict[int, list[ranking.PaperText]] = defaultdict(list)
+    for sid, value, title, abstract in rows:
+        bucket = liked if value > 0 else disliked
+        if len(liked[sid]) + len(disliked[sid]) < MAX_RATED:
+            bucket[sid].append(ranking.PaperText(title, abstract))
+    return {
+        sid: ranking.Feedback(tuple(liked[sid]), tuple(disliked[sid]))
+        for sid in sorted(set(liked) | set(disliked))
+    }
+
+
+def suggest_keywords(
+    session: Session,
+    *,
+    subscriber_id: int,
+    settings: Settings | None = None,
+    limit: int = 5,
+    now: datetime | None = None,
+) -> list[str]:
+    """Keywords to offer a subscriber: the terms that best describe the papers they liked
+    (top TF-IDF against the recent corpus), minus the keywords they already have."""
+    ids = liked_ids(session, subscriber_id=subscriber_id)
+    if not ids:
+        return []
+    liked = [
+        ranking.PaperText(p.title, p.abstract)
+        for p in session.exec(select(Paper).where(col(Paper.id).in_(ids)))
+    ]
+    days = settings.corpus_days if settings else 90
+    since = (now or utcnow()) - timedelta(days=days)
+    corpus = [
+        ranking.PaperText(p.title, p.abstract)
+        for p in session.exec(
+            select(Paper).where(Paper.first_seen_at > since, col(Paper.id).not_in(ids))
+        )
+    ]
+    config = ranking.model_config(settings) if settings else None
+    model = ranking.RelevanceModel.fit([*corpus, *liked], config)
+    have = [
+        i.phrase
+        for i in session.exec(select(Interest).where(Interest.subscriber_id == subscriber_id))
+    ]
+    return model.top_terms(liked, limit=limit, exclude=have)
