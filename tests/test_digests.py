@@ -170,3 +170,76 @@ def test_smtp_down_keeps_digest_pending_then_delivers(engine, settings, seeds_di
     )
     assert digests.send_digests(engine, up, report.to_send).sent == 1
     assert len(smtp_server.messages) == 1
+
+
+def test_days_without_a_digest_are_caught_up_once_and_say_what_they_covered(
+    engine, settings, seeds_dir
+):
+    """Ada misses three days (sources failed for her slot, or she was away); her next digest
+    covers all three days' new papers and nothing she already had. Bob gets one every day.
+    A day that brings nothing new mails nobody."""
+    start = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+    ada = subscribe(engine, "ada@example.org", "language models", max_papers=100)
+    bob = subscribe(engine, "bob@example.org", "language models", max_papers=100)
+
+    def ingest(n: int) -> set[str]:
+        before = paper_ids(engine)
+        path = seeds_dir / f"daily-papers-{n}.txt"
+        ingest_paths(engine, [path], now=start + timedelta(days=n))
+        return paper_ids(engine) - before
+
+    def issue(n: int, *who: int) -> digests.ScoreReport:
+        day, now = DAY + timedelta(days=n), start + timedelta(days=n, hours=2)
+        return digests.score_day(engine, settings, issue_date=day, subscriber_ids=who, now=now)
+
+    new = [ingest(0)]
+    issue(0, ada, bob)
+    for n in (1, 2, 3):
+        new.append(ingest(n))
+        issue(n, bob)  # Ada has no digest on these days
+    assert all(new), "each seed page brings papers not seen before"
+    issue(4, ada, bob)  # nothing new was ingested on day 4
+
+    by_day = digest_rows(engine)
+    assert by_day[ada, DAY].scanned == len(new[0])
+    catch_up = by_day[ada, DAY + timedelta(days=4)]
+    assert catch_up.scanned == len(new[1] | new[2] | new[3]), "the three missed days, once"
+    ada_items = items_of(engine, ada)
+    assert len(ada_items) == len(set(ada_items)), "no paper twice"
+    assert set(items_of(engine, ada, DAY + timedelta(days=4))) <= new[1] | new[2] | new[3]
+    assert {(ada, DAY + timedelta(days=n)) for n in (1, 2, 3)}.isdisjoint(by_day)
+
+    for n in (1, 2, 3):
+        assert by_day[bob, DAY + timedelta(days=n)].scanned == len(new[n])
+    bob_items = items_of(engine, bob)
+    assert len(bob_items) == len(set(bob_items))
+    quiet = by_day[bob, DAY + timedelta(days=4)]
+    assert quiet.scanned == 0 and not items_of(engine, bob, DAY + timedelta(days=4))
+    with Session(engine) as session:  # the quiet day stored its digest but mails nothing
+        assert session.exec(select(Delivery).where(Delivery.digest_id == quiet.id)).first() is None
+        mail = digests.compose_stored_digest(session, settings, catch_up.id)
+    text = mail.data.decode("utf-8", errors="replace")
+    count = len(items_of(engine, ada, DAY + timedelta(days=4)))
+    assert f"{count} papers for you, from {catch_up.scanned} new papers scanned" in text
+
+
+def paper_ids(engine) -> set[str]:
+    with Session(engine) as session:
+        return set(session.exec(select(Paper.id)))
+
+
+def digest_rows(engine) -> dict[tuple[int, date], Digest]:
+    with Session(engine) as session:
+        return {(d.subscriber_id, d.issue_date): d for d in session.exec(select(Digest))}
+
+
+def items_of(engine, subscriber_id: int, day: date | None = None) -> list[str]:
+    with Session(engine) as session:
+        query = (
+            select(DigestItem.paper_id)
+            .join(Digest, Digest.id == DigestItem.digest_id)
+            .where(Digest.subscriber_id == subscriber_id)
+        )
+        if day is not None:
+            query = query.where(Digest.issue_date == day)
+        return list(session.exec(query))

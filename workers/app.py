@@ -24,21 +24,32 @@ def configure(app: Celery, settings: Settings) -> Celery:
             task_always_eager=True,
             task_eager_propagates=True,
         )
+    visibility = settings.broker_visibility_timeout
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
         timezone="UTC",
         enable_utc=True,
-        # A task is acknowledged only once done, so a killed worker's tasks run again.
+        # A task is acknowledged only once done: if its pool process dies, the worker requeues
+        # it (reject_on_worker_lost); if the whole worker dies, Redis hands it out again once
+        # the visibility timeout has passed. Both are safe: sends are compare-and-set claims.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": 3600},
-        result_backend_transport_options={"visibility_timeout": 3600},
+        broker_transport_options={
+            "visibility_timeout": visibility,
+            # Look for abandoned tasks at least every tenth of the timeout (kombu: 100 s).
+            "unacked_restore_interval": max(1, min(10, visibility // 10)),
+            "unacked_restore_throttle": 1,
+        },
+        result_backend_transport_options={"visibility_timeout": visibility},
         result_expires=7 * 24 * 3600,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        # Task events for Flower (`celery -A workers.app flower`); `worker -E` also turns on.
+        worker_send_task_events=settings.task_events,
+        task_send_sent_event=settings.task_events,
         beat_schedule=build_schedule(settings),
     )
     runtime.use_settings(settings)

@@ -1,8 +1,8 @@
-"""Score new papers for subscribers, store their digests, and send them.
+"""Score new papers for subscribers, store their digests, and compose their mail.
 
-Two units of work: `score_day` ranks every due subscriber in one batch and stores one Digest per
-(subscriber, issue date) with its ranked items; `send_digests` renders and mails stored digests over
-one mail connection, moving each Delivery pending -> sending -> sent (or back to pending / failed).
+`score_day` ranks every due subscriber in one batch and stores one Digest per (subscriber, issue
+date) with its ranked items and a pending Delivery; `compose_mail` renders a stored digest into its
+message. Sending (the Delivery state machine) lives in `papermail.services.delivery`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
+from typing import TYPE_CHECKING
 from urllib.parse import quote_plus
 
-from sqlalchemy import func, update
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
@@ -31,8 +32,8 @@ from papermail.emails import (
     get_renderer,
     make_message_id,
 )
-from papermail.errors import DeliveryError
-from papermail.mailer import Mailer, OutgoingMail, make_mailer
+from papermail.logfmt import log_event
+from papermail.mailer import Mailer, OutgoingMail
 from papermail.models import (
     Delivery,
     DeliveryStatus,
@@ -44,8 +45,12 @@ from papermail.models import (
     Subscriber,
     utcnow,
 )
+from papermail.services import feedback as feedback_service
 from papermail.settings import Settings
 from papermail.tokens import Purpose, make_token
+
+if TYPE_CHECKING:
+    from papermail.services.delivery import SendReport
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +69,6 @@ class ScoreReport:
     empty: int = 0
     already: int = 0
     papers_scanned: int = 0
-
-
-@dataclass
-class SendReport:
-    sent: int = 0
-    retry: int = 0
-    failed: int = 0
-    skipped: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 def active_subscribers(
@@ -170,13 +166,16 @@ def plan_digests(
     texts = [ranking.PaperText(p.title, p.abstract) for p in candidates]
     matches: dict = {}
     if texts:
-        model = ranking.RelevanceModel.fit(corpus or texts)
+        model = ranking.RelevanceModel.fit(corpus or texts, ranking.model_config(settings))
         matches = ranking.rank(
             model,
             texts,
             _profiles(session, subscribers),
             min_score=settings.min_score,
             eligible=eligible,
+            options=ranking.RankOptions.from_settings(settings),
+            upvotes=[p.upvotes for p in candidates],
+            feedback=feedback_service.load_feedback(session, ids),
         )
     return [
         PlannedDigest(
@@ -250,6 +249,15 @@ def score_day(
                 report.to_send.append(digest.id)  # type: ignore[arg-type]
             else:
                 report.empty += 1
+    log_event(
+        log,
+        "digests.stored",
+        issue_date=issue_date.isoformat(),
+        subscribers=len(plans),
+        to_send=len(report.to_send),
+        empty=report.empty,
+        already=report.already,
+    )
     return report
 
 
@@ -323,19 +331,22 @@ def load_entries(session: Session, digest_id: int) -> list[DigestEntry]:
     return [entry_for(paper, item.score, item.matched) for item, paper in rows]
 
 
-def compose_stored_digest(session: Session, settings: Settings, digest_id: int) -> OutgoingMail:
-    digest = session.get(Digest, digest_id)
-    delivery = session.exec(select(Delivery).where(Delivery.digest_id == digest_id)).one()
-    assert digest is not None
-    subscriber = session.get(Subscriber, digest.subscriber_id)
-    assert subscriber is not None
+def compose_mail(
+    session: Session,
+    settings: Settings,
+    digest: Digest,
+    delivery: Delivery,
+    subscriber: Subscriber,
+) -> OutgoingMail:
+    """The finished message of a stored digest, under the Message-ID stored with its delivery:
+    the same on every attempt, so receivers can drop a resend as a duplicate."""
     rendered, links = render_digest(
         settings,
         subscriber,
         issue_date=digest.issue_date,
         scanned=digest.scanned,
-        entries=load_entries(session, digest_id),
-        digest_id=digest_id,
+        entries=load_entries(session, digest.id),  # type: ignore[arg-type]
+        digest_id=digest.id,
     )
     data = build_message(
         rendered,
@@ -354,70 +365,23 @@ def compose_stored_digest(session: Session, settings: Settings, digest_id: int) 
     )
 
 
-def _claim(engine: Engine, digest_id: int) -> bool:
-    """pending -> sending, atomically: a second task for the same digest claims nothing."""
-    with session_scope(engine) as session:
-        result = session.exec(  # type: ignore[call-overload]
-            update(Delivery)
-            .where(col(Delivery.digest_id) == digest_id, Delivery.status == DeliveryStatus.pending)
-            .values(
-                status=DeliveryStatus.sending, attempts=Delivery.attempts + 1, updated_at=utcnow()
-            )
-        )
-        return result.rowcount == 1
-
-
-def _finish(
-    engine: Engine, digest_id: int, status: DeliveryStatus, error: str | None = None
-) -> None:
-    with session_scope(engine) as session:
-        now = utcnow()
-        session.exec(  # type: ignore[call-overload]
-            update(Delivery)
-            .where(col(Delivery.digest_id) == digest_id)
-            .values(
-                status=status,
-                last_error=error,
-                updated_at=now,
-                sent_at=now if status == DeliveryStatus.sent else None,
-            )
-        )
+def compose_stored_digest(session: Session, settings: Settings, digest_id: int) -> OutgoingMail:
+    digest = session.get(Digest, digest_id)
+    delivery = session.exec(select(Delivery).where(Delivery.digest_id == digest_id)).one()
+    assert digest is not None
+    subscriber = session.get(Subscriber, digest.subscriber_id)
+    assert subscriber is not None
+    return compose_mail(session, settings, digest, delivery, subscriber)
 
 
 def send_digests(
     engine: Engine, settings: Settings, digest_ids: Sequence[int], *, mailer: Mailer | None = None
 ) -> SendReport:
-    """Send stored digests over one mail connection; each digest at most once.
+    """Send stored digests, each at most once: see `papermail.services.delivery`, where sending
+    lives now (imported here on call, since delivery builds on this module)."""
+    from papermail.services import delivery
 
-    A temporary failure puts the digest back to pending (a later run retries it); a permanent
-    one marks it failed with the server's reason.
-    """
-    report = SendReport()
-    mailer = mailer or make_mailer(settings)
-    with mailer.connection() as connection:
-        for digest_id in digest_ids:
-            if not _claim(engine, digest_id):
-                report.skipped += 1
-                continue
-            try:
-                with session_scope(engine) as session:
-                    mail = compose_stored_digest(session, settings, digest_id)
-                connection.send(mail)
-            except DeliveryError as exc:
-                status = DeliveryStatus.failed if exc.permanent else DeliveryStatus.pending
-                _finish(engine, digest_id, status, str(exc))
-                report.errors.append(f"digest {digest_id}: {exc}")
-                if exc.permanent:
-                    report.failed += 1
-                else:
-                    report.retry += 1
-                continue
-            except Exception as exc:
-                _finish(engine, digest_id, DeliveryStatus.failed, f"{type(exc).__name__}: {exc}")
-                raise
-            _finish(engine, digest_id, DeliveryStatus.sent)
-            report.sent += 1
-    return report
+    return delivery.send_digests(engine, settings, digest_ids, mailer=mailer)
 
 
 def pending_digest_ids(session: Session, *, issue_date: date | None = None) -> list[int]:
