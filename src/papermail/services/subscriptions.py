@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
 from papermail.errors import PapermailError
-from papermail.models import Frequency, Interest, Subscriber
+from papermail.models import (
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    Frequency,
+    Interest,
+    RateLimitHit,
+    Subscriber,
+)
 
 MAX_PHRASE_LENGTH = 200
 MAX_INTERESTS = 50
+MAX_SNOOZE_WEEKS = 52
 
 
 class InvalidInput(PapermailError):
@@ -139,6 +153,11 @@ def interests_of(session: Session, subscriber_id: int) -> list[Interest]:
     )
 
 
+def keywords_of(session: Session, subscriber_id: int) -> tuple[str, ...]:
+    """The positive keywords, in the order they were given."""
+    return tuple(i.phrase for i in interests_of(session, subscriber_id) if not i.negative)
+
+
 def remove_subscriber(session: Session, email: str) -> bool:
     """Delete the subscriber with their interests and history (rows cascade)."""
     subscriber = get_by_email(session, normalize_email(email))
@@ -146,3 +165,161 @@ def remove_subscriber(session: Session, email: str) -> bool:
         return False
     session.delete(subscriber)
     return True
+
+
+# --- Web sign-up and self-service: one unit of work each, the caller commits ---------------
+
+
+class SignUp(StrEnum):
+    """What a public sign-up leads to; the web page says the same thing in every case."""
+
+    confirm = "confirm"  # new or still unconfirmed: send a (fresh) confirmation link
+    manage = "manage"  # already confirmed: send a manage link, change nothing
+    none = "none"  # lost a race with a concurrent sign-up of the same address: send nothing
+
+
+@dataclass(frozen=True, slots=True)
+class SignUpResult:
+    action: SignUp
+    subscriber_id: int
+    email: str
+    token_version: int
+    keywords: tuple[str, ...]
+    unsubscribed: bool = False
+
+
+def request_subscription(session: Session, *, email: str, prefs: Preferences) -> SignUpResult:
+    """Public sign-up (double opt-in). Anyone can type any address, so an already confirmed
+    subscription is never overwritten: its owner gets a manage link instead. An unconfirmed one
+    takes the new preferences and a new token version, so only the newest confirmation mail (the
+    one listing these keywords) works."""
+    address = normalize_email(email)
+    prefs = validate_preferences(prefs)
+    subscriber = get_by_email(session, address)
+    if subscriber is not None and subscriber.confirmed:
+        assert subscriber.id is not None
+        keywords = keywords_of(session, subscriber.id)
+        return SignUpResult(
+            SignUp.manage,
+            subscriber.id,
+            address,
+            subscriber.token_version,
+            keywords,
+            unsubscribed=subscriber.unsubscribed_at is not None,
+        )
+    if subscriber is None:
+        subscriber = Subscriber(email=address)
+    else:
+        subscriber.token_version += 1
+    try:
+        with session.begin_nested():
+            apply_preferences(session, subscriber, prefs)
+    except IntegrityError:  # the same address signed up concurrently: that request sends
+        return SignUpResult(SignUp.none, 0, address, 0, ())
+    assert subscriber.id is not None
+    return SignUpResult(
+        SignUp.confirm, subscriber.id, address, subscriber.token_version, prefs.keywords
+    )
+
+
+def confirm_subscriber(session: Session, subscriber: Subscriber, *, now: datetime) -> None:
+    """The address owner clicked their link: digests may start (and resume, if unsubscribed)."""
+    if not subscriber.confirmed:
+        subscriber.confirmed = True
+        subscriber.confirmed_at = now
+    subscriber.unsubscribed_at = None
+    session.add(subscriber)
+
+
+def unsubscribe(session: Session, subscriber: Subscriber, *, now: datetime) -> None:
+    """Stop everything at once, including a digest already scored but not yet sent."""
+    if subscriber.unsubscribed_at is None:
+        subscriber.unsubscribed_at = now
+        session.add(subscriber)
+    waiting = select(Digest.id).where(Digest.subscriber_id == subscriber.id)
+    session.exec(  # type: ignore[call-overload]
+        update(Delivery)
+        .where(col(Delivery.digest_id).in_(waiting), Delivery.status == DeliveryStatus.pending)
+        .values(status=DeliveryStatus.failed, last_error="unsubscribed before sending")
+    )
+
+
+def resubscribe(session: Session, subscriber: Subscriber, *, now: datetime) -> None:
+    """Undo an unsubscribe from the subscriber's own link: that link proves the address, so no
+    new confirmation is needed."""
+    confirm_subscriber(session, subscriber, now=now)
+
+
+def snooze(session: Session, subscriber: Subscriber, *, weeks: int, today: date) -> None:
+    """No digests for `weeks` weeks from `today` (the subscriber's local day); 0 resumes now."""
+    if not 0 <= weeks <= MAX_SNOOZE_WEEKS:
+        raise InvalidInput(f"snooze for 0 to {MAX_SNOOZE_WEEKS} weeks", field="weeks")
+    subscriber.snoozed_until = today + timedelta(weeks=weeks) if weeks else None
+    session.add(subscriber)
+
+
+def revoke_links(session: Session, subscriber: Subscriber) -> None:
+    """Every manage, view, feed and confirm link sent so far stops working (unsubscribe links
+    keep working: RFC 8058 links in old mails must always unsubscribe)."""
+    subscriber.token_version += 1
+    session.add(subscriber)
+
+
+def delete_subscriber(session: Session, subscriber: Subscriber) -> None:
+    """Remove the subscriber with interests, digests, deliveries and ratings (rows cascade),
+    and the rate-limit counts kept under their address."""
+    session.exec(delete(RateLimitHit).where(col(RateLimitHit.key) == address_key(subscriber.email)))
+    session.delete(subscriber)
+    session.flush()
+
+
+def preferences_of(session: Session, subscriber: Subscriber) -> Preferences:
+    """The stored preferences, as the manage form shows them."""
+    assert subscriber.id is not None
+    interests = interests_of(session, subscriber.id)
+    return Preferences(
+        keywords=tuple(i.phrase for i in interests if not i.negative),
+        excluded=tuple(i.phrase for i in interests if i.negative),
+        timezone=subscriber.timezone,
+        send_hour=subscriber.send_hour,
+        frequency=Frequency(subscriber.frequency),
+        weekly_day=subscriber.weekly_day,
+        max_papers=subscriber.max_papers,
+    )
+
+
+# --- Rate limits, counted in the database so that every web process sees the same counts ---
+
+
+def _hashed(kind: str, value: str) -> str:
+    """Keys hold a hash, not the address or IP itself: the table is not a list of addresses."""
+    return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()[:40]}"
+
+
+def address_key(email: str) -> str:
+    return _hashed("mail", email)
+
+
+def ip_key(ip: str) -> str:
+    return _hashed("ip", ip)
+
+
+def hit_rate_limit(
+    session: Session, *, limits: Mapping[str, int], window: timedelta, now: datetime
+) -> str | None:
+    """Count one attempt under every key, unless one of them already reached its limit within
+    `window`: then count nothing and return that key. Refused attempts are not counted, so a
+    flood does not extend its own block. Old hits are purged on the way."""
+    since = now - window
+    session.exec(delete(RateLimitHit).where(col(RateLimitHit.created_at) < since))
+    for key, limit in limits.items():
+        used = session.exec(
+            select(func.count())
+            .select_from(RateLimitHit)
+            .where(RateLimitHit.key == key, col(RateLimitHit.created_at) >= since)
+        ).one()
+        if used >= limit:
+            return key
+    for key in limits:
+        session.add(RateLimitHit(key=key, created_at=now))
+    return None

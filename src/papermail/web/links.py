@@ -1,0 +1,96 @@
+"""Link tokens in, subscribers out (and back): every token check the web app makes is here.
+
+Manage, view, feed and confirm links carry the subscriber's ``token_version`` and die when it is
+bumped ("invalidate old links", or a new sign-up of an unconfirmed address). Unsubscribe links do
+not: an RFC 8058 link in an old mail must always unsubscribe, and unsubscribing is harmless.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from papermail.models import Subscriber
+from papermail.tokens import Purpose, TokenData, TokenError, make_token, read_token
+from papermail.web.context import Web
+from papermail.web.pages import PageError
+
+PATHS = {
+    Purpose.confirm: "/confirm/{}",
+    Purpose.manage: "/manage/{}",
+    Purpose.unsubscribe: "/unsubscribe/{}",
+    Purpose.view: "/digest/{}",
+    Purpose.feed: "/feed/{}.atom",
+}
+NEW_LINK = "/link"
+
+
+def token_for(
+    web: Web,
+    purpose: Purpose,
+    subscriber_id: int,
+    version: int,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    return make_token(web.secret, purpose, subscriber_id, version=version, extra=extra)
+
+
+def path_for(web: Web, purpose: Purpose, subscriber: Subscriber, **extra: Any) -> str:
+    """The app-relative path of a fresh link for `subscriber` (current token version)."""
+    assert subscriber.id is not None
+    token = token_for(web, purpose, subscriber.id, subscriber.token_version, extra or None)
+    return PATHS[purpose].format(token)
+
+
+def open_link(
+    web: Web,
+    session: Session,
+    purpose: Purpose,
+    token: str,
+    *,
+    check_version: bool = True,
+) -> tuple[Subscriber, TokenData]:
+    """The subscriber a link token names, or a clear 4xx page: 400 for a forged, cut-off or
+    cross-purpose token, 410 for an expired or replaced one, 404 when the data was deleted."""
+    max_age = web.settings.confirm_max_age_hours * 3600 if purpose is Purpose.confirm else None
+    again = ("/", "Sign up again") if purpose is Purpose.confirm else (NEW_LINK, "Email me a link")
+    try:
+        data = read_token(web.secret, purpose, token, max_age=max_age)
+    except TokenError as exc:
+        if exc.reason == "expired":
+            raise PageError(
+                410,
+                "This link has expired",
+                f"Confirmation links work for {web.settings.confirm_max_age_hours} hours. "
+                "Ask for a new one and use it soon.",
+                action_url=again[0],
+                action_label=again[1],
+            ) from None
+        raise PageError(
+            400,
+            "This link is not valid",
+            "It may have been cut off or changed when it was copied. Open it straight from the "
+            "email, or ask for a new one.",
+            action_url=again[0],
+            action_label=again[1],
+        ) from None
+    subscriber = session.get(Subscriber, data.subscriber_id)
+    if subscriber is None:
+        raise PageError(
+            404,
+            "No subscription here",
+            "This subscription does not exist (any more). Its data may have been deleted.",
+            action_url="/",
+            action_label="Subscribe",
+        )
+    if check_version and data.version != subscriber.token_version:
+        raise PageError(
+            410,
+            "This link was replaced",
+            "Older links stopped working when newer ones were made. Use the newest email from "
+            "papermail, or ask for a new link.",
+            action_url=again[0],
+            action_label=again[1],
+        )
+    return subscriber, data

@@ -1,0 +1,1 @@
+"""One router per concept: sign-up, manage, unsubscribe, reading (digests, papers, feed)."""

@@ -1,0 +1,189 @@
+"""Reading: a sent digest in the browser, the public daily-papers page, the private Atom feed."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from sqlalchemy import func
+from sqlmodel import Session, and_, col, or_, select
+
+from papermail.db import session_scope
+from papermail.emails import format_issue_date
+from papermail.models import Digest, DigestItem, Paper
+from papermail.services import subscriptions
+from papermail.services.digests import entry_for, load_entries, render_digest
+from papermail.tokens import Purpose
+from papermail.web.context import WebDep
+from papermail.web.feed import FEED_SIZE, FeedEntry, build_feed
+from papermail.web.links import open_link, path_for
+from papermail.web.pages import PageError, render
+from papermail.web.security import DIGEST_CSP
+
+router = APIRouter()
+
+NO_DIGEST = PageError(404, "Digest not found", "This digest does not exist (any more).")
+PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
+PAGE_SIZE = 50
+
+
+@router.get("/digest/{token}")
+def view_digest(token: str, web: WebDep) -> Response:
+    """The digest exactly as mailed (its own HTML and inline styles; no script)."""
+    with session_scope(web.engine) as session:
+        subscriber, data = open_link(web, session, Purpose.view, token)
+        digest_id = data.extra.get("d")
+        digest = session.get(Digest, digest_id) if isinstance(digest_id, int) else None
+        if digest is None or digest.subscriber_id != subscriber.id:
+            raise NO_DIGEST
+        rendered, _ = render_digest(
+            web.settings,
+            subscriber,
+            issue_date=digest.issue_date,
+            scanned=digest.scanned,
+            entries=load_entries(session, digest.id),  # type: ignore[arg-type]
+            digest_id=digest.id,
+        )
+    return HTMLResponse(rendered.html, headers={"Content-Security-Policy": DIGEST_CSP})
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _as_day(value: date | datetime | None) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()  # stored as UTC (naive from SQLite)
+    return value
+
+
+def _neighbour(session: Session, day: date, *, later: bool) -> date | None:
+    """The nearest day before (or after) `day` that has papers: by listing day, or first-seen
+    day for papers without one."""
+    start, end = _day_bounds(day)
+    pick = func.min if later else func.max
+    listed = session.exec(
+        select(pick(Paper.listing_day)).where(
+            Paper.listing_day > day if later else Paper.listing_day < day
+        )
+    ).one()
+    seen = session.exec(
+        select(pick(Paper.first_seen_at)).where(
+            col(Paper.listing_day).is_(None),
+            Paper.first_seen_at >= end if later else Paper.first_seen_at < start,
+        )
+    ).one()
+    days = [d for d in (_as_day(listed), _as_day(seen)) if d is not None]
+    if not days:
+        return None
+    return min(days) if later else max(days)
+
+
+def _latest_day(session: Session) -> date | None:
+    listed = session.exec(select(func.max(Paper.listing_day))).one()
+    seen = session.exec(
+        select(func.max(Paper.first_seen_at)).where(col(Paper.listing_day).is_(None))
+    ).one()
+    days = [d for d in (_as_day(listed), _as_day(seen)) if d is not None]
+    return max(days) if days else None
+
+
+def _papers_of(session: Session, day: date) -> list[Paper]:
+    """A day's papers, most upvoted first, then by title."""
+    start, end = _day_bounds(day)
+    unlisted_that_day = and_(
+        col(Paper.listing_day).is_(None), Paper.first_seen_at >= start, Paper.first_seen_at < end
+    )
+    papers = list(
+        session.exec(select(Paper).where(or_(Paper.listing_day == day, unlisted_that_day)))
+    )
+    papers.sort(key=lambda p: (-(p.upvotes or 0), p.title.casefold(), p.id))
+    return papers
+
+
+def _papers_page(web: WebDep, day: date | None, page: int) -> Response:
+    with session_scope(web.engine) as session:
+        day = day or _latest_day(session)
+        papers = _papers_of(session, day) if day else []
+        pages = max(1, -(-len(papers) // PAGE_SIZE))
+        shown = papers[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        context = {
+            "day": day.isoformat() if day else "",
+            "day_label": format_issue_date(day) if day else "",
+            "entries": [entry_for(p, 0.0, ()) for p in shown],
+            "total": len(papers),
+            "page": page,
+            "pages": pages,
+            "older": (_neighbour(session, day, later=False) if day else None),
+            "newer": (_neighbour(session, day, later=True) if day else None),
+        }
+    return render(web, "papers", context, headers=PUBLIC_CACHE)
+
+
+PageNumber = Annotated[int, Query(ge=1, le=10_000)]
+
+
+@router.get("/papers")
+def latest_papers(web: WebDep, page: PageNumber = 1) -> Response:
+    return _papers_page(web, None, page)
+
+
+@router.get("/papers/{day}")
+def papers_of_day(day: str, web: WebDep, page: PageNumber = 1) -> Response:
+    try:
+        wanted = date.fromisoformat(day)
+    except ValueError:
+        raise PageError(
+            404, "No such day", "Days look like 2026-11-23.", action_url="/papers"
+        ) from None
+    return _papers_page(web, wanted, page)
+
+
+@router.get("/feed/{token}.atom")
+def feed(token: str, web: WebDep) -> Response:
+    with session_scope(web.engine) as session:
+        subscriber, _ = open_link(web, session, Purpose.feed, token)
+        assert subscriber.id is not None
+        has_items = select(DigestItem.digest_id).where(DigestItem.digest_id == Digest.id).exists()
+        digests = session.exec(
+            select(Digest)
+            .where(Digest.subscriber_id == subscriber.id, has_items)
+            .order_by(col(Digest.issue_date).desc(), col(Digest.id).desc())
+            .limit(FEED_SIZE)
+        ).all()
+        template = web.environment.get_template("web/feed_entry.html.j2")
+        entries = []
+        for digest in digests:
+            papers = load_entries(session, digest.id)  # type: ignore[arg-type]
+            entries.append(
+                FeedEntry(
+                    digest_id=digest.id,  # type: ignore[arg-type]
+                    issue_date=digest.issue_date,
+                    created_at=digest.created_at,
+                    view_url=web.url(path_for(web, Purpose.view, subscriber, d=digest.id)),
+                    content_html=template.render(entries=papers),
+                    papers=papers,
+                )
+            )
+        keywords = subscriptions.keywords_of(session, subscriber.id)
+        body = build_feed(
+            base_url=web.settings.base_url,
+            subscriber_id=subscriber.id,
+            subscribed_on=subscriber.created_at.date(),
+            created_at=subscriber.created_at,
+            self_url=web.url(f"/feed/{token}.atom"),
+            keywords=keywords,
+            entries=entries,
+        )
+    return Response(body, media_type="application/atom+xml; charset=utf-8")
+
+
+@router.get("/robots.txt")
+def robots() -> Response:
+    """Personal pages stay out of search engines (they are also noindex)."""
+    private = ("/manage/", "/unsubscribe/", "/confirm/", "/digest/", "/feed/", "/link")
+    lines = ["User-agent: *", *(f"Disallow: {path}" for path in private)]
+    return PlainTextResponse("\n".join(lines) + "\n", headers=PUBLIC_CACHE)

@@ -1,0 +1,179 @@
+"""Sign up (double opt-in), confirm, and "email me a link to my settings"."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Form, Request
+from fastapi.responses import Response
+
+from papermail.db import session_scope
+from papermail.models import utcnow
+from papermail.services import subscriptions
+from papermail.services.subscriptions import InvalidInput, Preferences, SignUp
+from papermail.tokens import Purpose
+from papermail.web import mails
+from papermail.web.context import WebDep
+from papermail.web.forms import known_zones, split_phrases
+from papermail.web.links import open_link, path_for
+from papermail.web.pages import render
+from papermail.web.routes.common import CsrfField, PublicForm, rate_limited, require_csrf, see_other
+from papermail.web.security import make_csrf
+
+router = APIRouter()
+
+TOO_MANY = (
+    "Too many requests for this address or from your network in the last hour. "
+    "Check your inbox (and spam folder) for the mails already sent, or try again later."
+)
+FORM_EXPIRED = "This form expired or was not sent from papermail: please send it again."
+
+
+def _subscribe_page(
+    web: WebDep,
+    form: PublicForm,
+    values: dict[str, str],
+    errors: dict[str, str],
+    *,
+    status: int = 200,
+) -> Response:
+    context = {"values": values, "errors": errors, "csrf": form.token()}
+    return form.finish(render(web, "subscribe", context, status=status))
+
+
+@router.get("/")
+def subscribe_form(request: Request, web: WebDep) -> Response:
+    values = {"email": "", "keywords": "", "excluded": ""}
+    return _subscribe_page(web, PublicForm(web, request), values, {})
+
+
+@router.post("/subscribe")
+def subscribe(
+    request: Request,
+    web: WebDep,
+    background: BackgroundTasks,
+    csrf: CsrfField = "",
+    email: Annotated[str, Form(max_length=1000)] = "",
+    keywords: Annotated[str, Form(max_length=20_000)] = "",
+    excluded: Annotated[str, Form(max_length=20_000)] = "",
+    timezone: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """The same page for a new, an unconfirmed and a confirmed address; the mail differs."""
+    form = PublicForm(web, request)
+    values = {"email": email, "keywords": keywords, "excluded": excluded}
+    if not form.valid(csrf):
+        return _subscribe_page(web, form, values, {"form": FORM_EXPIRED}, status=403)
+    timezone = timezone if timezone in known_zones() else "UTC"
+    prefs = Preferences(
+        keywords=split_phrases(keywords), excluded=split_phrases(excluded), timezone=timezone
+    )
+    try:
+        address = subscriptions.normalize_email(email)
+        prefs = subscriptions.validate_preferences(prefs)
+    except InvalidInput as exc:
+        return _subscribe_page(web, form, values, {exc.field or "form": str(exc)}, status=400)
+    if rate_limited(web, request, address):
+        return _subscribe_page(web, form, values, {"form": TOO_MANY}, status=429)
+    with session_scope(web.engine) as session:
+        result = subscriptions.request_subscription(session, email=address, prefs=prefs)
+    if result.action is SignUp.confirm:
+        background.add_task(
+            mails.send_confirmation,
+            web.settings,
+            email=result.email,
+            subscriber_id=result.subscriber_id,
+            version=result.token_version,
+            keywords=result.keywords,
+        )
+    elif result.action is SignUp.manage:
+        background.add_task(
+            mails.send_manage_link,
+            web.settings,
+            email=result.email,
+            subscriber_id=result.subscriber_id,
+            version=result.token_version,
+            unsubscribed=result.unsubscribed,
+        )
+    return form.finish(render(web, "sent", {"email": address, "kind": "subscribe"}))
+
+
+@router.get("/confirm/{token}")
+def confirm_page(token: str, web: WebDep) -> Response:
+    """A GET only shows a button: mail scanners open links, and must not confirm for anyone."""
+    with session_scope(web.engine) as session:
+        subscriber, _ = open_link(web, session, Purpose.confirm, token)
+        context = {
+            "email": subscriber.email,
+            "keywords": subscriptions.keywords_of(session, subscriber.id),  # type: ignore[arg-type]
+            "confirmed": subscriber.confirmed and subscriber.unsubscribed_at is None,
+            "manage_path": path_for(web, Purpose.manage, subscriber),
+            "token": token,
+            "csrf": make_csrf(web.secret, token),
+        }
+    return render(web, "confirm", context)
+
+
+@router.post("/confirm/{token}")
+def confirm(token: str, web: WebDep, csrf: CsrfField = "") -> Response:
+    with session_scope(web.engine) as session:
+        subscriber, _ = open_link(web, session, Purpose.confirm, token)
+        require_csrf(web, token, csrf)
+        subscriptions.confirm_subscriber(session, subscriber, now=utcnow())
+        manage = path_for(web, Purpose.manage, subscriber)
+    return see_other(f"{manage}?n=welcome")
+
+
+@router.get("/link")
+def link_form(request: Request, web: WebDep) -> Response:
+    form = PublicForm(web, request)
+    context = {"email": "", "errors": {}, "csrf": form.token()}
+    return form.finish(render(web, "link", context))
+
+
+@router.post("/link")
+def send_link(
+    request: Request,
+    web: WebDep,
+    background: BackgroundTasks,
+    csrf: CsrfField = "",
+    email: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """Always the same answer: a known address gets a manage (or confirmation) link, an unknown
+    one gets nothing, and the page cannot tell which."""
+    form = PublicForm(web, request)
+
+    def again(errors: dict[str, str], status: int) -> Response:
+        context = {"email": email, "errors": errors, "csrf": form.token()}
+        return form.finish(render(web, "link", context, status=status))
+
+    if not form.valid(csrf):
+        return again({"form": FORM_EXPIRED}, 403)
+    try:
+        address = subscriptions.normalize_email(email)
+    except InvalidInput as exc:
+        return again({"email": str(exc)}, 400)
+    if rate_limited(web, request, address):
+        return again({"form": TOO_MANY}, 429)
+    with session_scope(web.engine) as session:
+        subscriber = subscriptions.get_by_email(session, address)
+        if subscriber is not None and subscriber.id is not None:
+            if subscriber.confirmed:
+                background.add_task(
+                    mails.send_manage_link,
+                    web.settings,
+                    email=address,
+                    subscriber_id=subscriber.id,
+                    version=subscriber.token_version,
+                    unsubscribed=subscriber.unsubscribed_at is not None,
+                )
+            else:
+                keywords = subscriptions.keywords_of(session, subscriber.id)
+                background.add_task(
+                    mails.send_confirmation,
+                    web.settings,
+                    email=address,
+                    subscriber_id=subscriber.id,
+                    version=subscriber.token_version,
+                    keywords=keywords,
+                )
+    return form.finish(render(web, "sent", {"email": address, "kind": "link"}))
