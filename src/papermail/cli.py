@@ -128,8 +128,9 @@ def ingest(
         )
     console.print(table)
     failed = [r for r in reports if r["error"]]
+    errors = Console(stderr=True, soft_wrap=True)
     for r in failed:
-        Console(stderr=True).print(f"error: {r['error']}", markup=False, highlight=False)
+        errors.print(f"error: {r['error']}", markup=False, highlight=False)
     if failed:
         raise typer.Exit(1)
 
@@ -246,7 +247,10 @@ def send_due(
         except ValueError as exc:
             raise PapermailError(f"not an ISO date-time: {now!r}") from exc
     result = tasks.send_due.apply(kwargs={"now": now}).get()
-    console.print(f"{result['due']} subscribers due, {result['chunks']} send batches dispatched")
+    console.print(
+        f"{result['due']} subscribers due ({len(result['scoring'])} scoring batches), "
+        f"{result['recovered']} stalled deliveries queued again"
+    )
 
 
 @app.command("run-daily")
@@ -352,10 +356,162 @@ def demo(
             console.print(f"  {path.resolve().as_uri()}", soft_wrap=True)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    forwarded_allow_ips: Annotated[
+        str, typer.Option(help="Proxies trusted for X-Forwarded-For (comma-separated).")
+    ] = "127.0.0.1",
+) -> None:
+    """Run the subscriber web app (sign-up, settings, unsubscribe, digests, feed) with uvicorn."""
+    import uvicorn
+
+    from papermail.web import create_app
+
+    settings, engine = _setup()
+    uvicorn.run(
+        create_app(settings, engine=engine),
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+        server_header=False,
+    )
+
+
+@app.command()
+def status(
+    day: Annotated[
+        str | None, typer.Argument(help="Issue date (YYYY-MM-DD); default today, UTC.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Deliveries of one issue date: queued, sending, sent, failed, bounced, and why."""
+    import json
+
+    from papermail.services.status import day_status
+
+    _, engine = _setup()
+    with session_scope(engine) as session:
+        report = day_status(session, _parse_date(day))
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    labels = {"pending": "queued (pending)"}
+    counts = Table(title=f"deliveries for {report.issue_date}")
+    counts.add_column("status")
+    counts.add_column("count", justify="right")
+    for name, count in report.counts.items():
+        counts.add_row(labels.get(name, name), str(count))
+    counts.add_row("no mail (nothing matched)", str(report.empty), style="dim")
+    console.print(counts)
+    if report.problems:
+        problems = Table("digest", "subscriber", "status", "attempts", "reason", title="failures")
+        for p in report.problems:
+            problems.add_row(str(p.digest_id), p.email, p.status, str(p.attempts), p.error)
+        console.print(problems)
+    if report.suspended:
+        console.print(f"{report.suspended} subscribers suspended after repeated hard bounces")
+
+
+@app.command("rank")
+def rank_command(
+    corpus: Annotated[
+        list[Path], typer.Option(help="Papers to rank: a file read_path reads, or a folder.")
+    ],
+    keyword: Annotated[list[str], typer.Option("--keyword", "-k", help="Interest (repeat).")],
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Excluded.")] = None,
+    top: Annotated[int, typer.Option(help="Papers to show.")] = 10,
+    min_score: Annotated[float | None, typer.Option(help="Default: MIN_SCORE.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="A JSON list of id/score/matched.")
+    ] = False,
+) -> None:
+    """Try keywords before subscribing: rank the papers in CORPUS, touching no database."""
+    import json
+
+    from papermail import ranking
+    from papermail.ranking.corpus import rank_files
+
+    settings = get_settings()
+    for path in corpus:
+        if not path.exists():
+            raise PapermailError(f"no such file or folder: {path}")
+    try:
+        found = rank_files(
+            corpus,
+            keyword,
+            exclude or (),
+            limit=top,
+            min_score=settings.min_score if min_score is None else min_score,
+            options=ranking.RankOptions.from_settings(settings),
+            config=ranking.model_config(settings),
+        )
+    except ValueError as exc:
+        raise PapermailError(str(exc)) from exc
+    if as_json:
+        rows = [
+            {"id": pid, "score": round(m.score, 6), "matched": list(m.matched)}
+            for pid, _, m in found
+        ]
+        print(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table("rank", "id", "score", "matched (where)", "title")
+    table.columns[1].no_wrap = True
+    for number, (pid, title, m) in enumerate(found, start=1):
+        why = ", ".join(
+            f"{r.term} ({'+'.join(r.where)}{'; as ' + r.via if r.via else ''})"
+            if r.where
+            else r.term
+            for r in m.reasons
+        )
+        table.add_row(str(number), pid, f"{m.score:.3f}", why, title)
+    console.print(table if found else "no paper matched")
+
+
+@app.command("eval")
+def eval_command(
+    judgements: Annotated[
+        Path | None, typer.Option(help="Graded judgements TSV (default: bench/data).")
+    ] = None,
+    profiles: Annotated[
+        Path | None, typer.Option(help="Profiles JSON (default: bench/data).")
+    ] = None,
+    corpus: Annotated[
+        list[Path] | None, typer.Option(help="Papers judged (default: the sample pages).")
+    ] = None,
+    subscribers: Annotated[int, typer.Option(help="Synthetic subscribers timed; 0 skips.")] = 1000,
+) -> None:
+    """Score each ranking variant on the labelled set: nDCG@10, P@5, R@20, cost."""
+    from papermail import ranking
+    from papermail.ranking import evaluation, report
+
+    settings = get_settings()
+    data_dir = Path(__file__).resolve().parents[2] / "bench" / "data"
+    judgements = judgements or data_dir / "judgements.tsv"
+    profiles = profiles or data_dir / "profiles.json"
+    for path in (judgements, profiles):
+        if not path.is_file():
+            raise PapermailError(f"no labelled set at {path}: pass --judgements and --profiles")
+    try:
+        data = evaluation.load_labelled(judgements, profiles, corpus or [settings.samples_dir])
+    except ValueError as exc:
+        raise PapermailError(str(exc)) from exc
+    result = report.evaluate(
+        data,
+        min_score=settings.min_score,
+        options=ranking.RankOptions.from_settings(settings),
+        config=ranking.model_config(settings),
+        subscribers=subscribers,
+    )
+    print(report.format_report(result))
+
+
 def main() -> None:
     """Entry point: errors are one clear line on stderr, not a traceback."""
     logging.basicConfig(level=logging.CRITICAL + 1, format="%(levelname)s %(name)s: %(message)s")
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         code = app(standalone_mode=False)  # click returns the exit code instead of exiting
     except click.exceptions.Exit as exc:

@@ -80,6 +80,30 @@ class Settings(BaseSettings):
     )
 
     min_score: float = Field(0.08, description="Papers scoring below this are never sent.")
+    title_weight: float = Field(
+        3.0, description="A keyword in a paper's title counts as this many in its abstract."
+    )
+    negative_factor: float = Field(
+        0.0, description="Score multiplier for a paper with an excluded keyword: 0 excludes it."
+    )
+    popularity_prior: float = Field(
+        0.05, description="Boost for upvoted papers: up to this share of the score at 100 upvotes."
+    )
+    diversity_lambda: float = Field(
+        0.9, description="Relevance vs. novelty in a digest (MMR); 1 ranks by relevance only."
+    )
+    feedback_weight: float = Field(
+        0.5, description="How far ratings move a profile toward liked papers (Rocchio); 0 is off."
+    )
+    classifier_min_ratings: int = Field(
+        10, description="Ratings before a per-subscriber classifier joins the keyword score."
+    )
+    classifier_weight: float = Field(
+        0.3, description="Share of the final score given to that classifier."
+    )
+    synonyms_file: str = Field(
+        "", description="A file of extra synonyms, same format as the packaged `synonyms.txt`."
+    )
     corpus_days: int = Field(90, description="Days of stored papers the TF-IDF model is fitted on.")
     lookback_days: int = Field(
         7, description="How far back a subscriber's first digest looks for new papers."
@@ -91,6 +115,69 @@ class Settings(BaseSettings):
     )
     http_timeout: float = Field(20.0, description="Seconds for one HTTP request to a source.")
     http_retries: int = Field(3, description="Attempts for a failing HTTP request to a source.")
+    confirm_max_age_hours: int = Field(
+        48, ge=1, description="Hours a subscription confirmation link stays valid."
+    )
+    subscribe_limit_per_address: int = Field(
+        3, ge=1, description="Sign-up or link mails one address may request per rate window."
+    )
+    subscribe_limit_per_ip: int = Field(
+        20, ge=1, description="Sign-up or link requests one client IP may make per rate window."
+    )
+    rate_limit_window_minutes: int = Field(
+        60, ge=1, description="Length of the window the two limits above count over."
+    )
+    # Scheduled delivery: beat, send tasks, retries, bounces, throttling.
+    ingest_cron: str = Field(
+        "30 1 * * *",
+        description="When beat ingests `DAILY_SOURCES`: a UTC crontab (minute hour day month "
+        "weekday); empty disables the job.",
+    )
+    dispatch_every_minutes: float = Field(
+        5.0,
+        ge=0,
+        description="How often beat sends the digests whose local send time has come and "
+        "re-queues stalled sends; 0 disables the job.",
+    )
+    score_batch_size: int = Field(
+        5000, ge=1, description="Subscribers one scoring task ranks in one batch."
+    )
+    send_chunk_size: int = Field(
+        200, ge=1, description="Digests one send task delivers over one SMTP connection."
+    )
+    send_max_retries: int = Field(
+        8, ge=0, description="Retries of a send task after a temporary SMTP failure (4xx, down)."
+    )
+    send_retry_backoff: float = Field(
+        5.0, gt=0, description="Seconds before the first retry; doubles each time, jittered."
+    )
+    send_retry_backoff_max: float = Field(
+        600.0, gt=0, description="Longest wait between two retries of a send task, in seconds."
+    )
+    send_lease_seconds: int = Field(
+        900,
+        ge=1,
+        description="A delivery `sending` (its worker died) or `pending` this long is re-queued "
+        "by the dispatcher; keep it above SEND_RETRY_BACKOFF_MAX and twice SMTP_TIMEOUT.",
+    )
+    bounce_limit: int = Field(
+        3, ge=1, description="Hard bounces in a row after which a subscriber is suspended."
+    )
+    smtp_rate_limit: float = Field(
+        0.0,
+        ge=0,
+        description="Most messages a second through the SMTP relay, shared by all workers "
+        "(through Redis when REDIS_URL is set); 0 means no limit.",
+    )
+    broker_visibility_timeout: int = Field(
+        3600,
+        ge=1,
+        description="Seconds before Redis hands the task of a dead worker to another; keep it "
+        "above the longest task and SEND_RETRY_BACKOFF_MAX.",
+    )
+    task_events: bool = Field(
+        False, description="Workers send task events for Flower (like `celery worker -E`)."
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
@@ -132,5 +219,19 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
+def write_readme(readme: Path) -> None:
+    """Replace the table between the README's settings markers."""
+    text = readme.read_text(encoding="utf-8")
+    begin, end = "<!-- settings:begin -->\n", "\n<!-- settings:end -->"
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(head + begin + settings_table() + end + tail, encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(settings_table())
+    import sys
+
+    if "--write-readme" in sys.argv:
+        write_readme(Path("README.md"))
+    else:
+        print(settings_table())
