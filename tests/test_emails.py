@@ -57,6 +57,7 @@ def entry(**overrides: Any) -> DigestEntry:
         "upvotes": 12,
         "abstract": "Linear Transformers have gained attention as efficient alternatives. " * 8,
         "matched": ("linear attention", "delta rule"),
+        "where": ("abstract", "title+abstract"),
         "score": 0.41,
     }
     return DigestEntry(**(fields | overrides))
@@ -215,9 +216,12 @@ def test_digest_content_in_both_parts(renderer: EmailRenderer) -> None:
         assert "9 authors" in part
         assert "▲ 12" in part
         assert "NVIDIA" in part
-    assert "Why: matched <b" in out.html
-    assert ">linear attention</b>, <b" in out.html
-    assert "Why: matched linear attention, delta rule" in out.text
+    assert "Why: <b" in out.html
+    assert ">linear attention</b> in the abstract; <b" in out.html
+    assert ">delta rule</b> in the title and abstract" in out.html
+    assert "Why: linear attention in the abstract; delta rule in the title and abstract" in (
+        out.text
+    )
     assert "1. Gated Delta Networks" in out.text and "2. Other" in out.text
     for label, url in [("View in browser", LINKS.view), ("Unsubscribe", LINKS.unsubscribe)]:
         assert f"{label}: {url}" in out.text

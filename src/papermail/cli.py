@@ -115,13 +115,16 @@ def ingest(
 
     _setup()
     reports = tasks.ingest.apply(args=[sources, day]).get()
-    table = Table("source", "parsed", "new", "updated", "unchanged", "skipped", "error")
+    table = Table(
+        "source", "parsed", "new", "updated", "new version", "unchanged", "skipped", "error"
+    )
     for r in reports:
         table.add_row(
             r["source"],
             str(r["parsed"]),
             str(r["inserted"]),
             str(r["updated"]),
+            str(r["revised"]),
             str(r["unchanged"]),
             str(len(r["skipped"])),
             r["error"] or "",
@@ -217,7 +220,7 @@ def preview(
         if sub is None:
             raise PapermailError(f"no subscriber {email!r}")
         plan = digest_service.plan_digests(session, settings, [sub], now=utcnow())[0]
-        entries = [digest_service.entry_for(p, m.score, m.matched) for p, m in plan.picks]
+        entries = plan.entries()
         rendered, _ = digest_service.render_digest(
             settings,
             sub,

@@ -312,19 +312,38 @@ class DigestEntry:
     upvotes: int | None = None
     abstract: str = ""
     matched: tuple[str, ...] = ()
+    where: tuple[str, ...] = ()
+    """Per matched term: "title", "abstract" or "title+abstract" (may be shorter: old digests)."""
     score: float = 0.0
+    revised_to: int | None = None
+    """Set when the subscriber already had this paper and it came back as a new version."""
     link: str = field(init=False, repr=False, compare=False)
     """The URL if it is http(s), else "" (templates then show the title unlinked)."""
     snippet: str = field(init=False, repr=False, compare=False)
     """The abstract cut at a word boundary near ``SNIPPET_CHARS``."""
     authors_label: str = field(init=False, repr=False, compare=False)
     """'A, B, C +5 more', or '8 authors' when the source only gave a count."""
+    reasons: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+    """(term, "in the title" / "in the abstract" / "in the title and abstract" or "")."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: the dataclass way to fill derived fields
         set_(self, "link", _http_url(self.url))
         set_(self, "snippet", _snippet(self.abstract))
         set_(self, "authors_label", _authors_label(tuple(self.authors), self.author_count))
+        places = (*self.where, *[""] * (len(self.matched) - len(self.where)))
+        set_(self, "reasons", tuple(zip(self.matched, map(_place_label, places), strict=False)))
+
+
+_PLACE_LABELS = {
+    "title": "in the title",
+    "abstract": "in the abstract",
+    "title+abstract": "in the title and abstract",
+}
+
+
+def _place_label(where: str) -> str:
+    return _PLACE_LABELS.get(where, "")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -51,7 +61,11 @@ class Paper(SQLModel, table=True):
     upvotes: int | None = None
     url: str | None = Field(default=None, max_length=500)
     source: str = Field(default="", max_length=40)
+    version: int | None = Field(default=None, description="arXiv version, when a source says")
     first_seen_at: datetime = Field(default_factory=utcnow, index=True)
+    revised_at: datetime | None = Field(
+        default=None, index=True, description="When a newer version than ours came in"
+    )
     updated_at: datetime = Field(default_factory=utcnow)
 
 
@@ -120,6 +134,17 @@ class DigestItem(SQLModel, table=True):
     rank: int
     score: float
     matched: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    matched_where: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False, server_default="[]"),
+        description='Per matched term: "title", "abstract" or "title+abstract"',
+    )
+    paper_version: int | None = Field(default=None, description="The version this digest had")
+    revised: bool = Field(
+        default=False,
+        sa_column=Column(Boolean, nullable=False, server_default=false()),
+        description="Sent before in an older version: shown as updated",
+    )
 
 
 class Delivery(SQLModel, table=True):

@@ -60,6 +60,14 @@ class PlannedDigest:
     subscriber: Subscriber
     scanned: int
     picks: list[tuple[Paper, ranking.Match]]
+    revised: frozenset[str] = frozenset()  # ids of picks the subscriber had in an older version
+
+    def entries(self) -> list[DigestEntry]:
+        """The picks as the templates show them, before anything is stored (previews)."""
+        return [
+            entry_for(p, m.score, m.matched, m.where, p.version if p.id in self.revised else None)
+            for p, m in self.picks
+        ]
 
 
 @dataclass
@@ -133,29 +141,18 @@ def plan_digests(
     candidates = list(
         session.exec(
             select(Paper)
-            .where(Paper.first_seen_at > window_start, Paper.first_seen_at <= now)
+            .where(
+                or_(
+                    Paper.first_seen_at > window_start,
+                    col(Paper.revised_at) > window_start,
+                ),
+                Paper.first_seen_at <= now,
+            )
             .order_by(col(Paper.first_seen_at), col(Paper.id))
         )
     )
-    index_of = {paper.id: i for i, paper in enumerate(candidates)}
-    already_sent: dict[int, set[str]] = defaultdict(set)
-    if candidates:
-        rows = session.exec(
-            select(Digest.subscriber_id, DigestItem.paper_id)
-            .join(Digest, col(Digest.id) == DigestItem.digest_id)
-            .where(col(Digest.subscriber_id).in_(ids))
-            .where(col(DigestItem.paper_id).in_(list(index_of)))
-        )
-        for sid, pid in rows:
-            already_sent[sid].add(pid)
-    eligible = {
-        sid: [
-            i
-            for i, paper in enumerate(candidates)
-            if paper.first_seen_at > starts[sid] and paper.id not in already_sent[sid]
-        ]
-        for sid in ids
-    }
+    sent = _versions_sent(session, ids, [p.id for p in candidates])
+    eligible, revised = _eligible(candidates, starts, sent)
     corpus_start = now - timedelta(days=settings.corpus_days)
     corpus = [
         ranking.PaperText(p.title, p.abstract)
@@ -182,9 +179,68 @@ def plan_digests(
             subscriber=s,
             scanned=len(eligible[s.id]),
             picks=[(candidates[m.index], m) for m in matches.get(s.id, [])],
+            revised=revised.get(s.id, frozenset()),
         )
         for s in subscribers
     ]
+
+
+def _versions_sent(
+    session: Session, subscriber_ids: Sequence[int], paper_ids: Sequence[str]
+) -> dict[int, dict[str, int]]:
+    """Per subscriber, the candidate papers they already had and the newest version they saw
+    (0 when unknown). History is keyed on the versionless id: a paper never comes twice."""
+    sent: dict[int, dict[str, int]] = defaultdict(dict)
+    if not paper_ids:
+        return sent
+    rows = session.exec(
+        select(Digest.subscriber_id, DigestItem.paper_id, DigestItem.paper_version)
+        .join(Digest, col(Digest.id) == DigestItem.digest_id)
+        .where(col(Digest.subscriber_id).in_(list(subscriber_ids)))
+        .where(col(DigestItem.paper_id).in_(list(paper_ids)))
+    )
+    for sid, pid, version in rows:
+        seen = sent[sid]
+        seen[pid] = max(seen.get(pid, 0), version or 0)
+    return sent
+
+
+def _eligible(
+    candidates: Sequence[Paper],
+    starts: dict[int, datetime],
+    sent: dict[int, dict[str, int]],
+) -> tuple[dict[int, list[int]], dict[int, frozenset[str]]]:
+    """What each subscriber may receive: papers new since their last digest that they never
+    had, and papers they had that came back in a newer version since (shown as updated).
+
+    Most subscribers share a start and have no history among the candidates, so the work is
+    done once per distinct start and only those with history get their own list."""
+    by_start: dict[datetime, tuple[list[int], list[int]]] = {}
+    for start in set(starts.values()):
+        new = [i for i, p in enumerate(candidates) if p.first_seen_at > start]
+        newly_revised = [
+            i
+            for i, p in enumerate(candidates)
+            if p.revised_at is not None and p.revised_at > start and p.first_seen_at <= start
+        ]
+        by_start[start] = (new, newly_revised)
+    eligible: dict[int, list[int]] = {}
+    revised: dict[int, frozenset[str]] = {}
+    for sid, start in starts.items():
+        new, newly_revised = by_start[start]
+        history = sent.get(sid)
+        if not history:
+            eligible[sid] = new
+            continue
+        updates = [
+            i
+            for i in newly_revised
+            if candidates[i].id in history
+            and history[candidates[i].id] < (candidates[i].version or 0)
+        ]
+        eligible[sid] = sorted([i for i in new if candidates[i].id not in history] + updates)
+        revised[sid] = frozenset(candidates[i].id for i in updates)
+    return eligible, revised
 
 
 def _mail_domain(settings: Settings) -> str:
@@ -215,6 +271,9 @@ def store_digest(
                 rank=rank,
                 score=round(match.score, 6),
                 matched=list(match.matched),
+                matched_where=list(match.where),
+                paper_version=paper.version,
+                revised=paper.id in plan.revised,
             )
         )
     if plan.picks or settings.send_empty_digests:
@@ -286,7 +345,13 @@ def digest_links(settings: Settings, subscriber: Subscriber, digest_id: int | No
     )
 
 
-def entry_for(paper: Paper, score: float, matched: Sequence[str]) -> DigestEntry:
+def entry_for(
+    paper: Paper,
+    score: float,
+    matched: Sequence[str],
+    where: Sequence[str] = (),
+    revised_to: int | None = None,
+) -> DigestEntry:
     return DigestEntry(
         title=paper.title,
         url=paper_url(paper),
@@ -297,7 +362,9 @@ def entry_for(paper: Paper, score: float, matched: Sequence[str]) -> DigestEntry
         upvotes=paper.upvotes,
         abstract=paper.abstract,
         matched=tuple(matched),
+        where=tuple(where),
         score=score,
+        revised_to=revised_to,
     )
 
 
@@ -328,7 +395,13 @@ def load_entries(session: Session, digest_id: int) -> list[DigestEntry]:
         .where(DigestItem.digest_id == digest_id)
         .order_by(col(DigestItem.rank))
     )
-    return [entry_for(paper, item.score, item.matched) for item, paper in rows]
+    return [entry_for_item(item, paper) for item, paper in rows]
+
+
+def entry_for_item(item: DigestItem, paper: Paper) -> DigestEntry:
+    """A stored digest item as the templates show it."""
+    revised_to = item.paper_version if item.revised else None
+    return entry_for(paper, item.score, item.matched, item.matched_where, revised_to)
 
 
 def compose_mail(

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from papermail.db import session_scope
 from papermail.errors import PapermailError
@@ -45,6 +45,7 @@ class IngestReport:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    revised: int = 0  # stored papers that came in a newer version
     skipped: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -84,42 +85,78 @@ def _values(record: PaperRecord) -> dict[str, object]:
         "upvotes": record.upvotes,
         "url": record.url,
         "source": record.source,
+        "version": record.version,
     }
 
 
+def _note_version(paper: Paper, version: int | None, now: datetime) -> bool:
+    """Take a newer arXiv version; True if it revises the one we stored. A paper stored without
+    a version (say, from Hugging Face) only learns it: what earlier digests showed is unknown."""
+    if version is None or (paper.version or 0) >= version:
+        return False
+    revised = paper.version is not None
+    paper.version = version
+    if revised:
+        paper.revised_at = now
+    return revised
+
+
 def upsert_papers(
-    session: Session, records: Sequence[PaperRecord], *, now: datetime | None = None
-) -> tuple[int, int, int]:
-    """Insert new papers, refresh known ones; returns (inserted, updated, unchanged)."""
+    session: Session,
+    records: Sequence[PaperRecord],
+    report: IngestReport,
+    *,
+    now: datetime | None = None,
+) -> None:
+    """Insert new papers, refresh known ones; counts what happened in `report`."""
     now = now or utcnow()
     batch = merge_duplicates(records)
     existing = {
         paper.id: paper
-        for paper in session.exec(select(Paper).where(Paper.id.in_(list(batch))))  # type: ignore[attr-defined]
+        for paper in session.exec(select(Paper).where(col(Paper.id).in_(list(batch))))
     }
-    inserted = updated = unchanged = 0
     for pid, record in batch.items():
         values = _values(record)
         paper = existing.get(pid)
         if paper is None:
             session.add(Paper(id=pid, first_seen_at=now, updated_at=now, **values))
-            inserted += 1
+            report.inserted += 1
             continue
+        versioned = _note_version(paper, record.version, now)
+        report.revised += versioned
         changes = {
             name: value
             for name, value in values.items()
             if value not in (None, [], "")
             and getattr(paper, name) != value
-            and name not in ("source", "listing_day")
+            and name not in ("source", "listing_day", "version")
         }
-        if not changes:
-            unchanged += 1
+        if not changes and not versioned:
+            report.unchanged += 1
             continue
         for name, value in changes.items():
             setattr(paper, name, value)
         paper.updated_at = now
-        updated += 1
-    return inserted, updated, unchanged
+        report.updated += 1
+
+
+def apply_revisions(
+    session: Session,
+    revisions: Sequence[PaperRecord],
+    report: IngestReport,
+    *,
+    now: datetime | None = None,
+) -> None:
+    """Newer versions of papers we already store: refresh their text and mark them revised.
+    Revisions of papers we never stored are not new work, so they add nothing."""
+    now = now or utcnow()
+    batch = merge_duplicates(revisions)
+    for paper in session.exec(select(Paper).where(col(Paper.id).in_(list(batch)))):
+        record = batch[paper.id]
+        if _note_version(paper, record.version, now):
+            paper.title, paper.abstract = record.title, record.abstract
+            report.revised += 1
+            report.updated += 1
 
 
 def ingest_result(
@@ -127,9 +164,8 @@ def ingest_result(
 ) -> IngestReport:
     report = IngestReport(source=source, parsed=len(result.records), skipped=list(result.skipped))
     with session_scope(engine) as session:
-        report.inserted, report.updated, report.unchanged = upsert_papers(
-            session, result.records, now=now
-        )
+        upsert_papers(session, result.records, report, now=now)
+        apply_revisions(session, result.revisions, report, now=now)
     for reason in result.skipped:
         log.warning("%s: skipped %s", source, reason)
     return report

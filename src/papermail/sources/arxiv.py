@@ -1,7 +1,9 @@
 """arXiv: the query API (`export.arxiv.org/api/query`) and the daily RSS/Atom feed.
 
 Both answer Atom, so one parser serves both. The RSS feed also lists replacements of old papers
-(`arxiv:announce_type`); a digest wants new work, so only `new` and `cross` are kept by default.
+(`arxiv:announce_type`); a digest wants new work, so only `new` and `cross` become records by
+default, and replacements come back as `revisions`: they update papers already stored (a v2 is
+shown as "updated" to those who had v1) and never add old papers.
 feedparser never raises on bad input, so this module decides what counts as "not a feed".
 """
 
@@ -21,7 +23,12 @@ import httpx
 from papermail.errors import SourceError
 from papermail.settings import Settings
 from papermail.sources.http import fetch_bytes
-from papermail.sources.records import PaperRecord, ParseResult, normalize_arxiv_id
+from papermail.sources.records import (
+    PaperRecord,
+    ParseResult,
+    arxiv_version,
+    normalize_arxiv_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +56,8 @@ def parse_arxiv_atom(
         )
     for position, entry in enumerate(feed.entries):
         announce_type = _text(entry.get("arxiv_announce_type")).lower()
-        if announce_type and announce_type not in announce_types:
+        revision = announce_type.startswith("replace") and announce_type not in announce_types
+        if announce_type and announce_type not in announce_types and not revision:
             log.debug("arXiv: leaving out %s (%s)", entry.get("id"), announce_type)
             continue
         outcome = _record(entry, position, listing_day=listing_day)
@@ -57,7 +65,7 @@ def parse_arxiv_atom(
             log.info("arXiv: skipped %s", outcome)
             result.skipped.append(outcome)
         else:
-            result.records.append(outcome)
+            (result.revisions if revision else result.records).append(outcome)
     return result
 
 
@@ -137,6 +145,7 @@ def _record(entry: Any, position: int, *, listing_day: date | None) -> PaperReco
         listing_day=listing_day,
         url=f"https://arxiv.org/abs/{arxiv_id}" if arxiv_id else entry.get("link"),
         arxiv_id=arxiv_id,
+        version=arxiv_version(raw_id),
     )
 
 

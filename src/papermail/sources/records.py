@@ -28,6 +28,9 @@ class PaperRecord:
     # Ad-hoc corpora (JSON Lines files) bring their own stable ids; keeping them lets a re-import
     # update the same rows and lets a person match papers back to their own data.
     given_id: str | None = None
+    # The arXiv version ("v2" -> 2) when the source names it; a higher one than stored marks the
+    # paper revised, so subscribers who had it see it as "updated" instead of it being resent.
+    version: int | None = None
 
     @property
     def paper_id(self) -> str:
@@ -44,6 +47,9 @@ class ParseResult:
     records: list[PaperRecord] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     listing_day: date | None = None
+    # New versions of older papers (arXiv's "replace" announcements): they update papers already
+    # stored and never add one, since a digest is for new work.
+    revisions: list[PaperRecord] = field(default_factory=list)
 
 
 def normalize_arxiv_id(raw: str | None) -> str | None:
@@ -60,6 +66,15 @@ def normalize_arxiv_id(raw: str | None) -> str | None:
         if match:
             return match.group("id")
     return None
+
+
+_VERSION = re.compile(r"v(?P<n>\d+)(?:\.pdf)?/?$")
+
+
+def arxiv_version(raw: str | None) -> int | None:
+    """`http://arxiv.org/abs/2401.01234v2` -> 2; None when the id names no version."""
+    match = _VERSION.search(raw.strip()) if raw and normalize_arxiv_id(raw) else None
+    return int(match.group("n")) if match else None
 
 
 def normalize_title(title: str) -> str:
