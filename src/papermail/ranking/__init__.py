@@ -5,7 +5,8 @@ and timed alone. The pipeline, one module per step:
 
 - ``text``: ML-aware tokens (acronyms, "1.58-bit"), a light stemmer, unigrams + bigrams;
 - ``expansion``: acronyms the corpus defines ("Mixture-of-Experts (MoE)") and a synonyms file;
-- ``model``: the fitted document frequencies; title-weighted, sublinear TF-IDF vectors;
+- ``model``: the fitted document frequencies (``fit_cached``: once per corpus and process);
+  title-weighted, sublinear TF-IDF vectors (``model.vectorize``: once for papers ranked often);
 - ``phrases``: each unique phrase against each paper, matching as a phrase, not as scattered words;
 - ``batch``: ``rank`` / ``rank_one``: profiles combined, feedback, exclusions, prior, top-N or MMR;
 - ``learning``: Rocchio and a per-subscriber classifier from ratings; ``diversity``: MMR;
@@ -26,7 +27,7 @@ from papermail.ranking.base import (
     model_config,
 )
 from papermail.ranking.batch import rank, rank_one
-from papermail.ranking.model import RelevanceModel
+from papermail.ranking.model import RelevanceModel, VectorizedPapers, fit_cached
 
 __all__ = [
     "FEEDBACK_LABEL",
@@ -39,6 +40,8 @@ __all__ = [
     "RankOptions",
     "Reason",
     "RelevanceModel",
+    "VectorizedPapers",
+    "fit_cached",
     "model_config",
     "rank",
     "rank_one",

@@ -4,9 +4,15 @@ Each unique phrase is scored against every paper once (phrases.py); a profile's 
 the probabilistic OR of its phrases, weight as exponent:
     score = 1 - prod_p (1 - s_p) ** w_p,
 so one strong match is enough, several add up, and the score never depends on how many phrases a
-profile has. In log space that is one sparse product per chunk of profiles. Then, in order:
-feedback, excluded phrases, the papers each profile may still receive, `min_score`, the
+profile has. In log space that is one sparse x dense product per chunk of profiles. Then, in
+order: feedback, excluded phrases, the papers each profile may still receive, `min_score`, the
 popularity prior, and the pick (top-N, or MMR for diversity).
+
+A profile's arithmetic never depends on the rest of the batch, and subscribers share interests, so
+sharing changes no result and saves most of the work: profiles with the same keywords, limit and
+eligible papers (and no ratings) are ranked once, and identical matches (same paper, score and
+reasons; one per paper and phrase set, give or take) are one Match object however many digests
+carry them.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from __future__ import annotations
 import gc
 from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from itertools import pairwise
+from dataclasses import dataclass
+from itertools import chain, pairwise
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,69 +36,227 @@ from papermail.ranking.base import (
     Profile,
     RankOptions,
 )
-from papermail.ranking.model import RelevanceModel, Vectors
+from papermail.ranking.model import RelevanceModel, VectorizedPapers, Vectors
 from papermail.ranking.phrases import NEAR_BIT, WHERE, PhraseTable, _expand, build_table
 
 POPULAR = 100  # upvotes that earn the whole prior
 _PLACES = np.array(["", WHERE[1], WHERE[2], WHERE[3]], dtype=object)
 
 
-def _keywords(profiles: Sequence[Profile]) -> tuple[list[str], sp.csr_matrix, sp.csr_matrix]:
-    """Unique phrases, sorted so that a profile's arithmetic never depends on the rest of the
-    batch, and profiles x phrases matrices of positive weights and of negative flags."""
-    phrases = sorted({kw.phrase.strip() for p in profiles for kw in p.keywords})
-    ids = {phrase: i for i, phrase in enumerate(phrases)}
-    pos_rc: tuple[list[int], list[int]] = ([], [])
-    neg_rc: tuple[list[int], list[int]] = ([], [])
-    weights: list[float] = []
-    for row, profile in enumerate(profiles):
+class _Eligible:
+    """The distinct sets of papers profiles may receive, as rows of a boolean matrix. Each
+    collection object is read once (plan_digests gives every subscriber with the same start the
+    same list): `numbers` maps its id to its row, -1 when it holds every paper."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.numbers: dict[int, int] = {}
+        self.by_content: dict[bytes, int] = {}
+        self.kept: list[Collection[int]] = []  # alive until the end, so no id is reused
+        self.masks: list[np.ndarray] = []
+
+    def add(self, allowed: Collection[int]) -> int:
+        index = np.fromiter(allowed, np.intp, len(allowed))
+        mask = np.zeros(self.n, bool)
+        mask[index[(index >= 0) & (index < self.n)]] = True
+        number = -1
+        if not mask.all():
+            number = self.by_content.setdefault(mask.tobytes(), len(self.masks))
+            if number == len(self.masks):
+                self.masks.append(mask)
+        self.kept.append(allowed)
+        self.numbers[id(allowed)] = number
+        return number
+
+    def matrix(self) -> np.ndarray:
+        return np.array(self.masks, dtype=bool).reshape(-1, self.n)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """The batch's distinct profiles (rows) and, per profile, which row it is."""
+
+    of: list[int]  # per profile, its row
+    phrases: list[str]  # unique stripped phrases, sorted: a row's arithmetic is batch-independent
+    pos: sp.csr_matrix  # rows x phrases: positive weights
+    neg: sp.csr_matrix  # rows x phrases: 1 for an excluded phrase
+    limits: np.ndarray
+    mask: np.ndarray  # per row: its number in `masks`, -1 when it may receive every paper
+    masks: np.ndarray  # distinct eligible sets x papers: True where a paper may be sent
+    rated: dict[int, tuple[np.ndarray, np.ndarray]]  # row -> its liked / disliked `texts`
+    texts: list[PaperText]  # the rated papers, each once
+
+
+def _rows(
+    profiles: Sequence[Profile],
+    n: int,
+    eligible: Mapping[Hashable, Collection[int]] | None,
+    feedback: Mapping[Hashable, Feedback] | None,
+) -> _Rows:
+    """One pass over the profiles: a signature per profile (limit, eligible set, then phrase,
+    weight and negative of each keyword), each distinct one a row; a profile with ratings is
+    always a row of its own. The loop is the one part of rank() per subscriber in Python."""
+    seen: dict[tuple, int] = {}
+    signatures: list[tuple] = []
+    of: list[int] = []
+    masks = _Eligible(n)
+    allowed_for = (eligible or {}).get
+    texts: dict[PaperText, int] = {}
+    rated: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for profile in profiles:
+        allowed = allowed_for(profile.key)
+        number = -1 if allowed is None else masks.numbers.get(id(allowed))
+        signature: list = [profile.limit, masks.add(allowed) if number is None else number]
         for kw in profile.keywords:
-            if kw.negative or kw.weight > 0:  # a zero or negative weight adds nothing
-                rows, cols = neg_rc if kw.negative else pos_rc
-                rows.append(row)
-                cols.append(ids[kw.phrase.strip()])
-                if not kw.negative:
-                    weights.append(kw.weight)
-    shape = (len(profiles), len(phrases))
-    pos = sp.csr_matrix((weights, pos_rc), shape, dtype=float)
-    neg = sp.csr_matrix((np.ones(len(neg_rc[0])), neg_rc), shape, dtype=float)
+            signature += (kw.phrase, kw.weight, kw.negative)
+        frozen = tuple(signature)
+        given = feedback.get(profile.key) if feedback else None
+        if given:  # rated: learns on its own
+            row = len(signatures)
+            liked = [texts.setdefault(p, len(texts)) for p in given.liked]
+            disliked = [texts.setdefault(p, len(texts)) for p in given.disliked]
+            rated[row] = (np.array(liked, dtype=np.intp), np.array(disliked, dtype=np.intp))
+        else:
+            row = seen.setdefault(frozen, len(signatures))
+        if row == len(signatures):
+            signatures.append(frozen)
+        of.append(row)
+
+    keywords = list(chain.from_iterable(s[2:] for s in signatures))
+    typed = keywords[0::3]
+    phrases = sorted({phrase.strip() for phrase in set(typed)})
+    ids = {phrase: i for i, phrase in enumerate(phrases)}
+    column = {phrase: ids[phrase.strip()] for phrase in set(typed)}
+    cols = np.fromiter(map(column.__getitem__, typed), np.intp, len(typed))
+    weight = np.array(keywords[1::3], dtype=float)
+    negative = np.array(keywords[2::3], dtype=bool)
+    sizes = np.fromiter((len(s) - 2 for s in signatures), np.intp, len(signatures)) // 3
+    rows = np.repeat(np.arange(len(signatures)), sizes)
+    positive = ~negative & (weight > 0)  # a zero or negative weight adds nothing
+    shape = (len(signatures), len(phrases))
+    pos = sp.csr_matrix((weight[positive], (rows[positive], cols[positive])), shape, dtype=float)
     pos.sum_duplicates()  # the same phrase twice in a profile: weights add up
-    return phrases, pos, neg
+    neg = sp.csr_matrix(
+        (np.ones(int(negative.sum())), (rows[negative], cols[negative])), shape, dtype=float
+    )
+    heads = np.array([s[:2] for s in signatures], dtype=np.intp).reshape(-1, 2)
+    return _Rows(
+        of, phrases, pos, neg, heads[:, 0], heads[:, 1], masks.matrix(), rated, list(texts)
+    )
 
 
 def _top(scores: np.ndarray, limits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of each row's best `limits[row]` positive scores, best first, ties by column.
-    A partition finds each row's cut-off score; what reaches it is then sorted exactly."""
-    n = scores.shape[1]
+    """Each row's best `limits[row]` positive scores, best first, ties by column: a rows x width
+    matrix of columns (-1 past a row's end) and one of their scores (-inf there). A sort finds
+    each row's cut-off score (numpy's SIMD sort beats a partition); what reaches it is ordered
+    exactly."""
+    n_rows, n = scores.shape
     limits = np.minimum(limits, n)
-    cut = np.full(len(scores), np.inf)
-    some = limits > 0
-    if some.any():
-        part = np.partition(scores, np.unique(n - limits[some]), axis=1)
-        cut[some] = part[some, n - limits[some]]
+    ordered = np.sort(scores, axis=1)
+    cut = np.where(limits > 0, ordered[np.arange(n_rows), n - np.maximum(limits, 1)], np.inf)
     rows, cols = np.nonzero((scores >= cut[:, None]) & (scores > 0))
-    order = np.lexsort((cols, -scores[rows, cols], rows))
-    rows, cols = rows[order], cols[order]
-    keep = np.arange(len(rows)) - np.searchsorted(rows, rows) < limits[rows]
-    return rows[keep], cols[keep]
+    counts = np.bincount(rows, minlength=n_rows)
+    place = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    width = int(counts.max(initial=0))
+    value = np.full((n_rows, width), -np.inf)
+    value[rows, place] = scores[rows, cols]
+    column = np.full((n_rows, width), -1, dtype=np.intp)
+    column[rows, place] = cols
+    order = np.argsort(-value, axis=1, kind="stable")  # equal scores stay in column order
+    value = np.take_along_axis(value, order, axis=1)
+    column = np.take_along_axis(column, order, axis=1)
+    width = min(width, int(limits.max(initial=0)))
+    beyond = np.arange(width) >= limits[:, None]
+    value, column = value[:, :width], column[:, :width]
+    value[beyond], column[beyond] = -np.inf, -1
+    return column, value
 
 
-def _popularity(upvotes: Sequence[int | None] | None, n: int, prior: float) -> np.ndarray:
-    """1 + prior x log-scaled upvotes (0 for none, 1 from POPULAR up)."""
+def _popularity(upvotes: Sequence[int | None] | None, n: int, prior: float) -> np.ndarray | None:
+    """1 + prior x log-scaled upvotes (0 for none, 1 from POPULAR up); None: no prior."""
     if upvotes is None or prior == 0:
-        return np.ones(n)
+        return None
     votes = np.array([max(v or 0, 0) for v in upvotes], dtype=float)
     return 1.0 + prior * np.minimum(np.log1p(votes) / np.log1p(POPULAR), 1.0)
 
 
-class _Explainer:
-    """Turns picked (profile, paper) pairs into matched phrases, places and reasons."""
+def _norms(pos: sp.csr_matrix, table: PhraseTable) -> np.ndarray:
+    """Per row, the norm of its phrases' combined query vector (cosine mode)."""
+    norms = np.sqrt(np.asarray((pos @ table.own).power(2).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return norms
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A chunk of rows with the phrases they use: `part` (rows x used phrases) and `block`, those
+    phrases' log(1 - s) against every paper, dense. A chunk's rows use few phrases, so a row's
+    scores are a handful of dense vector additions (no sparse product with its symbolic pass),
+    and whether a paper has a row's phrase is one lookup in `block`."""
+
+    part: sp.csr_matrix
+    used: np.ndarray  # the phrase of each column of `part`
+    block: np.ndarray
+
+    @classmethod
+    def of(cls, pos: sp.csr_matrix, log_miss: sp.csr_matrix, start: int, stop: int) -> _Chunk:
+        part = pos[start:stop]
+        used, local = np.unique(part.indices, return_inverse=True)
+        shape = (part.shape[0], len(used))
+        part = sp.csr_matrix((part.data, local.ravel(), part.indptr), shape)  # order kept
+        return cls(part, used, log_miss[used].toarray())
+
+    def scores(self, norms: np.ndarray | None) -> np.ndarray:
+        """OR: 1 - exp(sum w log(1 - s)); cosine (given the rows' norms): sum w s / norm."""
+        if norms is None:
+            return -np.expm1(self.part @ self.block)
+        return (self.part @ -np.expm1(self.block)) / norms[:, None]
+
+    def hits(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The phrases of each (row of the chunk, paper) pair that the paper has: (pair, phrase,
+        weight), by pair then phrase."""
+        pair, slot = _expand(self.part.indptr, rows)
+        local = self.part.indices[slot]
+        hit = self.block[local, cols[pair]] != 0  # log(1 - s) < 0 wherever s > 0
+        return pair[hit], self.used[local[hit]], self.part.data[slot[hit]]
+
+
+class _Matches:
+    """Match objects for picked (row, paper) pairs, one object per distinct match.
+
+    A match is its paper, its score and the (phrase, weight) pairs that found it (the phrase
+    table says the rest: where, via, exact, share). A 64-bit hash of those groups the pairs, and
+    each pair is checked against its group's first, so a hash collision costs sharing, never a
+    wrong reason. Pairs of rated rows (feedback reasons) are never shared."""
 
     def __init__(self, table: PhraseTable, pos: sp.csr_matrix, cosine: bool) -> None:
         self.table, self.pos, self.cosine = table, pos, cosine
         self.labels = np.array(table.phrases + table.alternatives, dtype=object)
 
-    def __call__(self, rows: np.ndarray, cols: np.ndarray) -> list[tuple[tuple, tuple, tuple]]:
+    def __call__(
+        self,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        values: np.ndarray,
+        hits: tuple[np.ndarray, ...],
+        learned: Mapping[int, np.ndarray],
+    ) -> list[Match | None]:
+        """Per pair, its Match (None for a pair nothing explains, which no positive score is)."""
+        alone = np.isin(rows, np.fromiter(learned, np.intp, len(learned)))
+        group, first = _groups(cols, values, hits, alone)
+        explained = self._explain(rows[first], cols[first])
+        made: list[Match | None] = []
+        heads = (rows[first].tolist(), cols[first].tolist(), values[first].tolist())
+        for row, col, value, why in zip(*heads, explained, strict=True):
+            shift = learned.get(row)
+            if shift is not None and shift[col] > 0:
+                why = _with_feedback(why, float(shift[col]))
+            made.append(Match(col, value, *why) if why[0] else None)
+        shared = np.empty(len(made), dtype=object)
+        shared[:] = made
+        return shared[group].tolist()
+
+    def _explain(self, rows: np.ndarray, cols: np.ndarray) -> list[tuple[tuple, tuple, tuple]]:
         """Per pair: (phrases, places, details), strongest first (see Match.details)."""
         t = self.table
         pair, slot = _expand(self.pos.indptr, rows)
@@ -116,40 +281,54 @@ class _Explainer:
         return [(names_t[a:b], places[a:b], (*details, a, b)) for a, b in pairwise(bounds)]
 
 
-def _feedback_rows(
-    feedback: Mapping[Hashable, Feedback] | None, profiles: Sequence[Profile]
-) -> tuple[list[PaperText], dict[int, tuple[np.ndarray, np.ndarray]]]:
-    """The rated papers' texts (each once) and, per profile row, its liked / disliked rows."""
-    if not feedback:
-        return [], {}
-    texts: dict[PaperText, int] = {}
-    rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for row, profile in enumerate(profiles):
-        given = feedback.get(profile.key)
-        if given is None or not len(given):
-            continue
-        liked = [texts.setdefault(p, len(texts)) for p in given.liked]
-        disliked = [texts.setdefault(p, len(texts)) for p in given.disliked]
-        rows[row] = (np.array(liked, dtype=np.intp), np.array(disliked, dtype=np.intp))
-    return list(texts), rows
+def _groups(
+    cols: np.ndarray, values: np.ndarray, hits: tuple[np.ndarray, ...], alone: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs with the same paper, score and hits (phrase, weight): per pair its group, per group
+    its first pair. `alone` pairs get a group of their own."""
+    pair, phrase, weight = hits
+    counts = np.bincount(pair, minlength=len(cols))
+    starts = np.cumsum(counts) - counts
+    mixed = _mix(phrase.astype(np.uint64) ^ _mix(weight.view(np.uint64)))
+    sums = np.zeros(len(cols), dtype=np.uint64)
+    found = counts > 0
+    if len(mixed):
+        sums[found] = np.add.reduceat(mixed, starts[found])
+    key = _mix(sums ^ _mix(cols.astype(np.uint64) ^ _mix(values.view(np.uint64))))
+    _, first, group = np.unique(key, return_index=True, return_inverse=True)
+    rep = first[group.ravel()]
+    same = (cols == cols[rep]) & (values == values[rep]) & (counts == counts[rep])
+    same &= ~alone & ~alone[rep]
+    at = np.minimum(starts[rep[pair]] + np.arange(len(pair)) - starts[pair], len(pair) - 1)
+    differs = (phrase != phrase[at]) | (weight != weight[at])
+    same &= np.bincount(pair[differs], minlength=len(cols)) == 0
+    own = np.where(same, group.ravel(), len(first) + np.arange(len(cols)))
+    _, first, group = np.unique(own, return_index=True, return_inverse=True)
+    return group.ravel(), first
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """A batch creates a million small acyclic objects (matches and their tuples); the cyclic
-    garbage collector would rescan them again and again (a third of the run time)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: spreads every input bit over the whole 64-bit hash."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def _similarity(vectors: Vectors, n: int) -> np.ndarray:
     x = vectors.tfidf[:n]
     return np.asarray((x @ x.T).toarray(), dtype=np.float32)
+
+
+def _vectors(
+    model: RelevanceModel, papers: Sequence[PaperText], rated: Sequence[PaperText]
+) -> Vectors:
+    """The papers' vectors, then the rated papers': reused when the caller vectorized the
+    papers with this model and there is nothing else to add."""
+    if isinstance(papers, VectorizedPapers) and papers.model is model and not rated:
+        return papers.vectors
+    return model.vectors([*papers, *rated])
 
 
 def rank(
@@ -167,7 +346,9 @@ def rank(
     """Every profile's top matches among `papers`, best first (in MMR order when diversity is
     on). If `eligible` has an entry for a profile key, only those paper indexes may be returned
     for it (papers already sent are not). `upvotes` (one per paper) feeds the popularity prior;
-    `feedback` (per profile key) the Rocchio shift and the classifier."""
+    `feedback` (per profile key) the Rocchio shift and the classifier. `papers` may be
+    `model.vectorize(papers)`, to rank the same papers again without vectorizing them again.
+    Each profile gets its own list; equal matches are one (frozen) Match object."""
     options = options or RankOptions()
     if not papers or not profiles:
         return {profile.key: [] for profile in profiles}
@@ -175,6 +356,78 @@ def rank(
         return _rank(
             model, papers, profiles, min_score, eligible, chunk_size, options, upvotes, feedback
         )
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """A batch creates a hundred thousand lists at once; the cyclic garbage collector would
+    rescan every object of the process again and again while it does."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _Picker:
+    """Scores chunks of rows and picks each row's papers; keeps the feedback shifts it used."""
+
+    def __init__(
+        self,
+        rows: _Rows,
+        table: PhraseTable,
+        vectors: Vectors,
+        n: int,
+        min_score: float,
+        options: RankOptions,
+        upvotes: Sequence[int | None] | None,
+    ) -> None:
+        self.rows, self.table, self.vectors, self.n = rows, table, vectors, n
+        self.min_score, self.options = min_score, options
+        self.norms = _norms(rows.pos, table) if options.combine == "cosine" else None
+        self.popularity = _popularity(upvotes, n, options.prior)
+        self.similarity = _similarity(vectors, n) if options.diversity < 1 else None
+        self.learned: dict[int, np.ndarray] = {}  # rated row -> its feedback part per paper
+
+    def __call__(self, start: int, stop: int) -> tuple[np.ndarray, ...]:
+        """(row, paper, score) of the picks of rows start..stop, by row then pick order, and
+        (pick, phrase, weight) of the phrases each picked paper has."""
+        rows, options, n = self.rows, self.options, self.n
+        chunk = _Chunk.of(rows.pos, self.table.log_miss, start, stop)
+        scores = chunk.scores(None if self.norms is None else self.norms[start:stop])
+        rated = [row for row in range(start, stop) if row in rows.rated]
+        if rated:
+            local = np.array(rated) - start
+            blended, shifts = learning.blend(
+                scores[local],
+                self.vectors.tfidf,
+                n,
+                [n + rows.rated[row][0] for row in rated],
+                [n + rows.rated[row][1] for row in rated],
+                options,
+            )
+            scores[local] = blended
+            self.learned.update(zip(rated, shifts, strict=True))
+        excluded = (rows.neg[start:stop] @ self.table.contains).tocoo()
+        scores[excluded.row, excluded.col] *= options.negative_factor
+        masked = np.flatnonzero(rows.mask[start:stop] >= 0)
+        if len(masked):
+            allowed = rows.masks[rows.mask[start:stop][masked]]
+            scores[masked] = np.where(allowed, scores[masked], 0.0)
+        scores[scores < self.min_score] = 0.0
+        if self.popularity is not None:
+            scores *= self.popularity
+        limits = rows.limits[start:stop]
+        if self.similarity is None:
+            choice, _ = _top(scores, limits)
+        else:
+            cand, relevance = _top(scores, limits * diversity.POOL)
+            choice = diversity.select(cand, relevance, limits, self.similarity, options.diversity)
+        picked = np.flatnonzero(choice >= 0)
+        row, col = picked // choice.shape[1], choice.ravel()[picked]
+        return (row + start, col, np.minimum(scores[row, col], 1.0), *chunk.hits(row, col))
 
 
 def _rank(
@@ -189,77 +442,33 @@ def _rank(
     feedback: Mapping[Hashable, Feedback] | None,
 ) -> dict[Hashable, list[Match]]:
     n = len(papers)
-    rated, rated_rows = _feedback_rows(feedback, profiles)
-    vectors = model.vectors([*papers, *rated])
-    phrases, pos, neg = _keywords(profiles)
+    rows = _rows(profiles, n, eligible, feedback)
+    vectors = _vectors(model, papers, rows.texts)
     own = Vectors(vectors.columns, vectors.tfidf[:n], vectors.title[:n], vectors.abstract[:n])
-    table = build_table(model, own, phrases, options)
-    cosine = options.combine == "cosine"
-    if cosine:
-        shares = table.log_miss.copy()
-        shares.data = -np.expm1(shares.data)
-        norms = np.sqrt(np.asarray((pos @ table.own).power(2).sum(axis=1)).ravel())
-        norms[norms == 0] = 1.0
-    popularity = _popularity(upvotes, n, options.prior)
-    similarity = _similarity(vectors, n) if options.diversity < 1 else None
-    explain = _Explainer(table, pos, cosine)
-    limits = np.array([p.limit for p in profiles], dtype=np.intp)
-    found: list[list[Match]] = [[] for _ in profiles]
-    for start in range(0, len(profiles), max(chunk_size, 1)):
-        chunk = slice(start, min(start + max(chunk_size, 1), len(profiles)))
-        if cosine:
-            scores = (pos[chunk] @ shares).toarray() / norms[chunk, None]
-        else:
-            scores = -np.expm1((pos[chunk] @ table.log_miss).toarray())
-        learned: dict[int, np.ndarray] = {}
-        rated_here = [row for row in range(chunk.start, chunk.stop) if row in rated_rows]
-        if rated_here:
-            local = np.array(rated_here) - start
-            blended, shifts = learning.blend(
-                scores[local],
-                vectors.tfidf,
-                n,
-                [n + rated_rows[row][0] for row in rated_here],
-                [n + rated_rows[row][1] for row in rated_here],
-                options,
-            )
-            scores[local] = blended
-            learned = dict(zip(rated_here, shifts, strict=True))
-        excluded = (neg[chunk] @ table.contains).tocoo()
-        scores[excluded.row, excluded.col] *= options.negative_factor
-        for row, profile in enumerate(profiles[chunk]):
-            allowed = None if eligible is None else eligible.get(profile.key)
-            if allowed is not None:
-                mask = np.ones(n, bool)
-                mask[[i for i in allowed if 0 <= i < n]] = False
-                scores[row, mask] = 0.0
-        scores[scores < min_score] = 0.0
-        scores *= popularity
-        if similarity is not None:
-            rows, cols = diversity.select(
-                scores, limits[chunk], similarity, options.diversity, _top
-            )
-        else:
-            rows, cols = _top(scores, limits[chunk])
-        values = np.minimum(scores[rows, cols], 1.0).tolist()
-        details = explain(rows + start, cols)
-        for row, col, value, why in zip(rows.tolist(), cols.tolist(), values, details, strict=True):
-            shift = learned.get(start + row)
-            if shift is not None and shift[col] > 0:
-                why = _with_feedback(why, float(shift[col]))
-            if why[0]:  # never empty when the score is positive; a guard all the same
-                found[start + row].append(Match(col, value, *why))
-    return {profile.key: matches for profile, matches in zip(profiles, found, strict=True)}
+    table = build_table(model, own, rows.phrases, options)
+    pick = _Picker(rows, table, vectors, n, min_score, options, upvotes)
+    total, step = len(rows.limits), max(chunk_size, 1)
+    parts = [pick(start, min(start + step, total)) for start in range(0, total, step)]
+    offsets = np.cumsum([0] + [len(part[0]) for part in parts[:-1]])
+    for part, offset in zip(parts, offsets, strict=True):
+        part[3][:] += offset  # pick numbers, from the chunk's to the batch's
+    pair_rows, cols, values, *hits = (np.concatenate(column) for column in zip(*parts, strict=True))
+    matches = _Matches(table, rows.pos, options.combine == "cosine")(
+        pair_rows, cols, values, tuple(hits), pick.learned
+    )
+    bounds = np.searchsorted(pair_rows, np.arange(total + 1)).tolist()
+    found = [[m for m in matches[a:b] if m is not None] for a, b in pairwise(bounds)]
+    return {profile.key: found[row][:] for profile, row in zip(profiles, rows.of, strict=True)}
 
 
 def _with_feedback(why: tuple[tuple, tuple, tuple], share: float) -> tuple[tuple, tuple, tuple]:
     """Adds "similar to papers you liked" to a match's reasons, in order of share."""
     names, places, (vias, exact, shares, a, b) = why
-    rows = [*zip(names, places, vias[a:b], exact[a:b], shares[a:b], strict=True)]
-    rows.append((FEEDBACK_LABEL, "", "", True, share))
-    rows.sort(key=lambda d: -d[4])
-    n, p, v, e, s = (list(c) for c in zip(*rows, strict=True))
-    return tuple(n), tuple(p), (v, e, s, 0, len(rows))
+    entries = [*zip(names, places, vias[a:b], exact[a:b], shares[a:b], strict=True)]
+    entries.append((FEEDBACK_LABEL, "", "", True, share))
+    entries.sort(key=lambda d: -d[4])
+    n, p, v, e, s = (list(c) for c in zip(*entries, strict=True))
+    return tuple(n), tuple(p), (v, e, s, 0, len(entries))
 
 
 def rank_one(
@@ -273,7 +482,8 @@ def rank_one(
     upvotes: Sequence[int | None] | None = None,
     feedback: Feedback | None = None,
 ) -> list[Match]:
-    """One subscriber's matches (preview page, CLI): the batch path, so results agree with it."""
+    """One subscriber's matches (preview page, CLI): the batch path, so results agree with it.
+    `papers` may be `model.vectorize(papers)` (the preview ranks the same papers per keystroke)."""
     profile = Profile(key=None, keywords=tuple(keywords), limit=limit)
     return rank(
         model,

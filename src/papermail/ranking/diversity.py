@@ -15,47 +15,37 @@ POOL = 3  # candidates per pick: MMR reorders the best limit x POOL papers
 
 
 def select(
-    scores: np.ndarray,
+    cand: np.ndarray,
+    relevance: np.ndarray,
     limits: np.ndarray,
     similarity: np.ndarray,
     lam: float,
-    top: object,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) picks in MMR order. `top(scores, k)` gives each row's best k, best first;
-    `similarity` is papers x papers."""
-    rows, cols = top(scores, limits * POOL)  # type: ignore[operator]
-    if not len(rows):
-        return rows, cols
-    n_rows = len(scores)
-    counts = np.bincount(rows, minlength=n_rows)
-    width = int(counts.max())
-    start = np.cumsum(counts) - counts
-    place = np.arange(len(rows)) - start[rows]
-    cand = np.full((n_rows, width), -1, dtype=np.intp)
-    cand[rows, place] = cols
-    relevance = np.full((n_rows, width), -np.inf)
-    relevance[rows, place] = scores[rows, cols]
-    closest = np.zeros((n_rows, width))
+) -> np.ndarray:
+    """Each row's picks in MMR order: a rows x steps matrix of columns, -1 once a row is done.
+    `cand` holds each row's candidates best first (-1 past its end), `relevance` their scores
+    (-inf there); `similarity` is papers x papers.
+
+    Rows are sorted by how many picks they make, so the rows still picking at any step are a
+    prefix: every step works on views, never on rows that are done."""
+    n_rows = len(cand)
+    steps = np.minimum(limits, (cand >= 0).sum(axis=1))
+    order = np.argsort(-steps, kind="stable")
+    steps = steps[order]
+    cand, gain = cand[order], lam * relevance[order]
+    picks = np.full((n_rows, int(steps.max(initial=0))), -1, dtype=np.intp)
+    closest = np.zeros(cand.shape)
     taken = cand < 0
-    picked_rows, picked_cols = [], []
-    safe = np.where(cand < 0, 0, cand)
-    for step in range(int(min(limits.max(), width))):
-        active = (step < limits) & ~taken.all(axis=1)
-        if not active.any():
-            break
-        value = lam * relevance - (1 - lam) * closest
-        value[taken] = -np.inf
+    safe = np.where(taken, 0, cand)
+    for step in range(picks.shape[1]):
+        live = int(np.count_nonzero(steps > step))
+        at = np.arange(live)
+        value = gain[:live] - (1 - lam) * closest[:live]
+        value[taken[:live]] = -np.inf
         best = np.argmax(value, axis=1)
-        live = np.flatnonzero(active)
-        choice = best[live]
-        picked_rows.append(live)
-        picked_cols.append(cand[live, choice])
-        taken[live, choice] = True
-        sims = similarity[cand[live, choice][:, None], safe[live]]
-        closest[live] = np.maximum(closest[live], sims)
-    if not picked_rows:
-        return rows[:0], cols[:0]
-    out_rows = np.concatenate(picked_rows)
-    out_cols = np.concatenate(picked_cols)
-    order = np.argsort(out_rows, kind="stable")  # steps are in order within each row
-    return out_rows[order], out_cols[order]
+        choice = cand[at, best]
+        picks[order[:live], step] = choice
+        taken[at, best] = True
+        if step + 1 < picks.shape[1]:
+            sims = similarity[choice[:, None], safe[:live]]
+            np.maximum(closest[:live], sims, out=closest[:live])
+    return picks
