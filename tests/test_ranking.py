@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
 import re
@@ -268,3 +269,48 @@ def test_batched_scoring_matches_per_profile_calls(model, papers):
     for profile in rng.sample(profiles, 40):
         alone = rank(model, papers, [profile], min_score=0.03, eligible=eligible)
         assert alone == {profile.key: batched[profile.key]}
+
+
+def test_fit_cached_fits_once_per_corpus_config_and_synonyms_file(papers, tmp_path):
+    from papermail.ranking import fit_cached
+    from papermail.ranking.base import ModelConfig
+
+    first = fit_cached(papers)
+    assert fit_cached(list(papers)) is first  # same texts, another list: no refit
+    assert fit_cached(papers[:-1]) is not first
+    assert fit_cached(papers, ModelConfig(title_weight=2.0)) is not first
+    extra = tmp_path / "synonyms.txt"
+    extra.write_text("linear attention | kernelized attention\n", encoding="utf-8")
+    config = ModelConfig(synonyms_file=str(extra))
+    with_file = fit_cached(papers, config)
+    assert fit_cached(papers, config) is with_file
+    extra.write_text("linear attention | efficient attention\n", encoding="utf-8")
+    stat = extra.stat()
+    os.utime(extra, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert fit_cached(papers, config) is not with_file  # an edited file is read again
+
+
+def test_vectorized_papers_rank_as_the_papers_do(model, papers):
+    profiles = [Profile(i, (Keyword(k),), limit=10) for i, k in enumerate(VOCABULARY[:12])]
+    kwargs = {"min_score": 0.05}
+    assert rank(model, model.vectorize(papers), profiles, **kwargs) == rank(
+        model, papers, profiles, **kwargs
+    )
+
+
+def test_identical_profiles_share_work_but_not_results(model, papers):
+    """Profiles with the same keywords are ranked once: same answers, yet each subscriber's list
+    is their own, and one with ratings is ranked apart."""
+    from papermail.ranking import Feedback
+
+    same = (Keyword("diffusion"), Keyword("video generation"))
+    profiles = [Profile(key, same, limit=5) for key in range(50)]
+    liked = [p for p in papers if has_word(p, "video")][:3]
+    feedback = {49: Feedback(liked=tuple(liked), disliked=())}
+    found = rank(model, papers, profiles, min_score=0.05, feedback=feedback)
+    alone = rank(model, papers, [profiles[0]], min_score=0.05)[0]
+    assert alone and all(found[key] == alone for key in range(49))
+    found[0].clear()
+    assert found[1] == alone, "each profile gets its own list"
+    assert found[49] != alone
+    assert found[49] == rank(model, papers, [profiles[49]], min_score=0.05, feedback=feedback)[49]
