@@ -351,6 +351,9 @@ class DigestLinks:
     view: str
     manage: str
     unsubscribe: str
+    feedback: str = ""
+    """``BASE/feedback/TOKEN``, one token per digest; templates append ``/RANK/more`` etc.
+    Empty for a digest not stored (previews): the templates then show no feedback links."""
 
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

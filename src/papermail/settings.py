@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     send_chunk_size: int = Field(
         200, ge=1, description="Digests one send task delivers over one SMTP connection."
     )
+    send_record_batch: int = Field(
+        50,
+        ge=1,
+        description="Sent digests recorded `sent` in one UPDATE (or after 0.5 s): a worker "
+        "killed before that commit sends up to this many again (same Message-ID) after the lease.",
+    )
     send_max_retries: int = Field(
         8, ge=0, description="Retries of a send task after a temporary SMTP failure (4xx, down)."
     )

@@ -25,6 +25,7 @@ class Purpose(StrEnum):
     unsubscribe = "unsubscribe"
     view = "view"
     feed = "feed"
+    feedback = "feedback"  # one per digest: "more/less like this" and "mute" links
 
 
 @dataclass(frozen=True)

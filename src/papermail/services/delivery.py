@@ -3,45 +3,63 @@
 A Delivery moves `pending -> sending -> sent`, or to `bounced` (the server refused the recipient
 for good, 5xx at RCPT), `failed` (any other permanent refusal), or back to `pending` (a
 temporary one: 4xx, server down; the send task retries with backoff). Every move is a
-compare-and-set UPDATE on (status, attempts), so a duplicated or retried task never claims a
-digest twice.
+compare-and-set UPDATE: the claim takes `pending` rows and counts an attempt, and every later
+move checks (`sending`, that attempt number), so a duplicated or retried task never claims a
+digest twice and a worker whose claim was taken over never moves it.
 
-Crash safety. The claim is committed before talking SMTP and `sent` right after the server
-accepts DATA. A worker killed in between leaves the row in `sending`; once it has been there
-longer than SEND_LEASE_SECONDS, `recover_stalled` (run by every dispatcher tick) puts it back
-to `pending` and queues it again. That resend is a duplicate if the relay had taken the message:
-a relay commits once it has the final "." of DATA, so the window runs from there to the commit
-of `sent` (the relay's time to answer, plus one UPDATE; a few milliseconds against a fast
-relay). SMTP is at-least-once at this edge: no sender can close the window without a
-receiver-side dedupe. The resend carries the same stored Message-ID, the key mail stores and
-relays drop duplicates by; a digest is never composed twice under two Message-IDs.
+A chunk at a time. A send task's chunk costs a few statements, not three transactions per
+digest: one transaction reads the chunk's digests, subscribers and Message-IDs, reads all their
+papers, and claims every sendable digest in one UPDATE (`... WHERE status = 'pending' AND
+digest_id IN (...) RETURNING digest_id, attempts`). Each message is then rendered and sent over
+one SMTP connection, and `sent` is recorded for several at once, one UPDATE each time: when
+SEND_RECORD_BATCH sent ones wait, before the next message once the oldest has waited
+RECORD_WAIT_SECONDS, and when the chunk ends (a failure included). Claimed digests the chunk
+does not get to (a temporary failure ended it, the rate limiter is away, a bug) go back to
+`pending` at once; a chunk sent slowly enough (SMTP_RATE_LIMIT) renews its claims' lease.
+
+Crash safety. The claim is committed before talking SMTP, `sent` after the server accepted the
+message. A worker killed in between leaves its claimed rows `sending`: the messages the relay
+accepted whose `sent` was not committed yet (at most SEND_RECORD_BATCH, accepted within the
+last RECORD_WAIT_SECONDS plus one message's turn), and the rest of its chunk, never sent. Once
+a row has been `sending` longer than SEND_LEASE_SECONDS, `recover_stalled` (run by every
+dispatcher tick) puts it back to `pending` and queues it again. For the never-sent rest that is
+its first copy, only later; for the accepted-unrecorded ones it is a second copy, under the same
+stored Message-ID, the key mail stores and relays drop duplicates by (a relay commits once it
+has the final "." of DATA). So a killed worker process causes at most SEND_RECORD_BATCH second
+copies, never a second digest: SMTP is at-least-once at this edge, and no sender can close the
+window without a receiver-side dedupe; batching widens it from one UPDATE to a few messages in
+exchange for the commits it saves.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, update
+from sqlalchemy import and_, case, tuple_, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import col, or_, select
+from sqlmodel import Session, col, or_, select
 
 from papermail.db import session_scope
+from papermail.emails import DigestEntry
 from papermail.errors import DeliveryError
 from papermail.logfmt import log_event
 from papermail.mailer import MailConnection, Mailer, OutgoingMail, RecipientRefused, make_mailer
 from papermail.models import Delivery, DeliveryStatus, Digest, Subscriber, utcnow
-from papermail.services.digests import compose_mail
+from papermail.services.digests import compose_mail, load_entries_many
 from papermail.settings import Settings
 from papermail.throttle import RateLimiter, smtp_limiter
 
 log = logging.getLogger(__name__)
 
 Status = DeliveryStatus
+RECORD_WAIT_SECONDS = 0.5  # longest a sent message waits for its `sent` (but one message's turn)
+LEFT = "not sent: the subscriber left or was suspended"
 
 
 @dataclass
@@ -64,95 +82,183 @@ def retry_delay(settings: Settings, retries: int) -> float:
 
 
 @dataclass(frozen=True)
-class _Ready:
-    """A pending delivery, its mail composed, and the attempt number it was read at."""
+class _Claim:
+    """A delivery this worker claimed, with what its mail is made of."""
 
-    digest_id: int
-    subscriber_id: int
-    attempts: int
-    mail: OutgoingMail
+    digest: Digest
+    subscriber: Subscriber
+    message_id: str
+    attempt: int  # the attempt the claim counted: every later move checks it
+    entries: list[DigestEntry]
+
+    @property
+    def digest_id(self) -> int:
+        return self.digest.id  # type: ignore[return-value]
 
 
-def _prepare(engine: Engine, settings: Settings, digest_id: int) -> _Ready | str:
-    """Compose the mail of a pending delivery; otherwise say why there is nothing to send."""
+def _mine(claims: Sequence[_Claim]):
+    """Still `sending` under these claims of this worker (attempt numbers tell claims apart)."""
+    ours = [(claim.digest_id, claim.attempt) for claim in claims]
+    return and_(
+        Delivery.status == Status.sending, tuple_(Delivery.digest_id, Delivery.attempts).in_(ours)
+    )
+
+
+def _fields(claim: _Claim, **extra: object) -> dict[str, object]:
+    return {
+        "digest_id": claim.digest_id,
+        "subscriber_id": claim.subscriber.id,
+        "attempt": claim.attempt,
+        **extra,
+    }
+
+
+def _from_pending(session: Session, ids: Sequence[int], returning: Sequence, **values) -> list:
+    """One compare-and-set from `pending` over `ids`; the `returning` columns of rows it moved."""
+    if not ids:
+        return []
+    return session.exec(  # type: ignore[call-overload]
+        update(Delivery)
+        .where(col(Delivery.digest_id).in_(ids), Delivery.status == Status.pending)
+        .values(updated_at=utcnow(), **values)
+        .returning(*returning)
+    ).all()
+
+
+def _claim(engine: Engine, ids: Sequence[int], report: SendReport) -> list[_Claim]:
+    """Read the chunk and claim what can be sent, in one transaction of four statements.
+
+    Pending deliveries of subscribers who left or were suspended since become `failed`; the
+    rest are claimed at once. What is not pending (sent, claimed by another worker, unknown) is
+    counted as skipped."""
     with session_scope(engine) as session:
-        row = session.exec(
-            select(Delivery, Digest, Subscriber)
+        rows = session.exec(
+            select(Delivery.digest_id, Delivery.message_id, Digest, Subscriber)
             .join(Digest, col(Digest.id) == Delivery.digest_id)
             .join(Subscriber, col(Subscriber.id) == Digest.subscriber_id)
-            .where(Delivery.digest_id == digest_id)
-        ).first()
-        if row is None:
-            return "no delivery"
-        delivery, digest, subscriber = row
-        if delivery.status != Status.pending:
-            return f"already {delivery.status}"
-        if not subscriber.active:  # unsubscribed or suspended since the digest was stored
-            return "inactive"
-        mail = compose_mail(session, settings, digest, delivery, subscriber)
-        return _Ready(digest_id, subscriber.id, delivery.attempts, mail)  # type: ignore[arg-type]
+            .where(col(Delivery.digest_id).in_(ids), Delivery.status == Status.pending)
+        ).all()
+        gone = [digest_id for digest_id, _, _, subscriber in rows if not subscriber.active]
+        ready = [row for row in rows if row[3].active]
+        ready_ids = [digest_id for digest_id, *_ in ready]
+        entries = load_entries_many(session, ready_ids) if ready else {}
+        failed = sorted(
+            digest_id
+            for (digest_id,) in _from_pending(
+                session, gone, [Delivery.digest_id], status=Status.failed, last_error=LEFT
+            )
+        )
+        attempts = dict(
+            _from_pending(
+                session,
+                ready_ids,
+                [Delivery.digest_id, Delivery.attempts],
+                status=Status.sending,
+                attempts=Delivery.attempts + 1,
+            )
+        )
+    for digest_id in failed:
+        log_event(log, "delivery.failed", logging.WARNING, digest_id=digest_id, error=LEFT)
+    order = {digest_id: position for position, digest_id in enumerate(ids)}
+    claims = sorted(
+        (
+            _Claim(digest, subscriber, message_id, attempts[digest_id], entries.get(digest_id, []))
+            for digest_id, message_id, digest, subscriber in ready
+            if digest_id in attempts
+        ),
+        key=lambda claim: order[claim.digest_id],
+    )
+    report.failed += len(failed)
+    report.skipped += len(ids) - len(failed) - len(claims)
+    return claims
 
 
 def _move(
-    engine: Engine,
-    digest_id: int,
-    *,
-    where: Sequence,
-    status: Status,
-    error: str | None = None,
-    attempts: int | None = None,
-) -> bool:
-    """One compare-and-set on a delivery; True if this call made the move."""
-    now = utcnow()
-    values: dict = {"status": status, "last_error": error, "updated_at": now}
-    if status == Status.sent:
-        values["sent_at"] = now
-    if attempts is not None:
-        values["attempts"] = attempts
+    engine: Engine, claims: Sequence[_Claim], status: Status, error: str | None = None
+) -> set[int]:
+    """One compare-and-set over claims still ours; returns the digest ids it moved. Moving to
+    `sending` renews their lease; an `error` is kept as the reason."""
+    if not claims:
+        return set()
+    values: dict = {"status": status, "updated_at": utcnow()}
+    if error is not None:
+        values["last_error"] = error
     with session_scope(engine) as session:
-        result = session.exec(  # type: ignore[call-overload]
-            update(Delivery).where(col(Delivery.digest_id) == digest_id, *where).values(**values)
+        moved = session.exec(  # type: ignore[call-overload]
+            update(Delivery).where(_mine(claims)).values(**values).returning(Delivery.digest_id)
         )
-        return result.rowcount == 1
+        return set(moved.scalars())
 
 
-def _mine(ready: _Ready) -> list:
-    """Still `sending` under this worker's own claim (attempt numbers tell claims apart)."""
-    return [Delivery.status == Status.sending, Delivery.attempts == ready.attempts + 1]
-
-
-def _record_sent(engine: Engine, ready: _Ready) -> bool:
-    """`sent`, in a transaction of one UPDATE: this is the window in which a crash makes a
-    resend. Also from `pending`: a lease recovery nobody acted on yet must not cause a resend.
-    The subscriber's bounce count goes back to zero afterwards, outside the window."""
+def _record_sent(engine: Engine, claims: Sequence[_Claim]) -> set[int]:
+    """`sent` for a batch, in a transaction of one UPDATE: until it commits, a crash makes
+    resends. Also from `pending`: a lease recovery nobody acted on yet must not cause a resend.
+    The subscribers' bounce counts go back to zero afterwards, outside the window."""
     now = utcnow()
+    ids = [claim.digest_id for claim in claims]
     with session_scope(engine) as session:
-        result = session.exec(  # type: ignore[call-overload]
+        recorded = session.exec(  # type: ignore[call-overload]
             update(Delivery)
             .where(
-                col(Delivery.digest_id) == ready.digest_id,
-                or_(and_(*_mine(ready)), Delivery.status == Status.pending),
+                or_(
+                    _mine(claims),
+                    and_(col(Delivery.digest_id).in_(ids), Delivery.status == Status.pending),
+                )
             )
             .values(status=Status.sent, sent_at=now, updated_at=now, last_error=None)
+            .returning(Delivery.digest_id)
         )
+        recorded = set(recorded.scalars())
     with session_scope(engine) as session:
         session.exec(  # type: ignore[call-overload]
             update(Subscriber)
-            .where(col(Subscriber.id) == ready.subscriber_id, Subscriber.hard_bounces > 0)
+            .where(
+                col(Subscriber.id).in_([claim.subscriber.id for claim in claims]),
+                Subscriber.hard_bounces > 0,
+            )
             .values(hard_bounces=0)
         )
-    return result.rowcount == 1
+    return recorded
 
 
-def _record_bounce(engine: Engine, settings: Settings, ready: _Ready, error: str) -> bool:
+class _SentLog:
+    """Sent messages waiting for their `sent`: written SEND_RECORD_BATCH at a time, or once the
+    oldest has waited RECORD_WAIT_SECONDS, so that a crash can repeat only that many."""
+
+    def __init__(self, engine: Engine, batch: int) -> None:
+        self.engine, self.batch = engine, batch
+        self.waiting: list[_Claim] = []
+        self.oldest = 0.0
+
+    def add(self, claim: _Claim) -> None:
+        if not self.waiting:
+            self.oldest = time.monotonic()
+        self.waiting.append(claim)
+        if len(self.waiting) >= self.batch:
+            self.flush()
+
+    def flush(self, *, late_only: bool = False) -> None:
+        if not self.waiting:
+            return
+        if late_only and time.monotonic() - self.oldest < RECORD_WAIT_SECONDS:
+            return
+        claims, self.waiting = self.waiting, []
+        recorded = _record_sent(self.engine, claims)
+        for claim in claims:
+            if claim.digest_id not in recorded:  # the lease ran out and another worker has it
+                log_event(log, "delivery.sent_after_reclaim", logging.WARNING, **_fields(claim))
+
+
+def _record_bounce(engine: Engine, settings: Settings, claim: _Claim, error: str) -> bool:
     """`bounced`, one more hard bounce for the subscriber, suspended at BOUNCE_LIMIT in a row.
     Returns whether this bounce suspended them."""
     now = utcnow()
-    suspended_at = select(Subscriber.suspended_at).where(Subscriber.id == ready.subscriber_id)
+    subscriber_id = claim.subscriber.id
+    suspended_at = select(Subscriber.suspended_at).where(Subscriber.id == subscriber_id)
     with session_scope(engine) as session:
         moved = session.exec(  # type: ignore[call-overload]
             update(Delivery)
-            .where(col(Delivery.digest_id) == ready.digest_id, *_mine(ready))
+            .where(_mine([claim]))
             .values(status=Status.bounced, last_error=error, updated_at=now)
         )
         if moved.rowcount != 1:
@@ -160,7 +266,7 @@ def _record_bounce(engine: Engine, settings: Settings, ready: _Ready, error: str
         before = session.exec(suspended_at).one()
         session.exec(  # type: ignore[call-overload]
             update(Subscriber)
-            .where(col(Subscriber.id) == ready.subscriber_id)
+            .where(col(Subscriber.id) == subscriber_id)
             .values(
                 hard_bounces=Subscriber.hard_bounces + 1,
                 suspended_at=case(
@@ -178,15 +284,6 @@ def _record_bounce(engine: Engine, settings: Settings, ready: _Ready, error: str
         return before is None and session.exec(suspended_at).one() is not None
 
 
-def _fields(ready: _Ready, **extra: object) -> dict[str, object]:
-    return {
-        "digest_id": ready.digest_id,
-        "subscriber_id": ready.subscriber_id,
-        "attempt": ready.attempts + 1,
-        **extra,
-    }
-
-
 @dataclass(frozen=True)
 class _Outcome:
     status: Status
@@ -194,38 +291,104 @@ class _Outcome:
     suspended: bool = False
 
 
-def _send_one(
-    engine: Engine, settings: Settings, ready: _Ready, connection: MailConnection
-) -> _Outcome:
-    """Send a claimed delivery and record what the server said."""
-    try:
-        connection.send(ready.mail)
-    except DeliveryError as exc:
-        reason = str(exc)
-        if not exc.permanent:
-            _move(engine, ready.digest_id, where=_mine(ready), status=Status.pending, error=reason)
-            return _Outcome(Status.pending, reason)
-        if isinstance(exc, RecipientRefused):
-            suspended = _record_bounce(engine, settings, ready, reason)
-            return _Outcome(Status.bounced, reason, suspended)
-        _move(engine, ready.digest_id, where=_mine(ready), status=Status.failed, error=reason)
-        return _Outcome(Status.failed, reason)
-    except Exception as exc:  # a bug, not the server: say so in the delivery and stop
-        reason = f"{type(exc).__name__}: {exc}"
-        _move(engine, ready.digest_id, where=_mine(ready), status=Status.failed, error=reason)
-        raise
-    if not _record_sent(engine, ready):  # the lease ran out mid-send and someone reclaimed it
-        log_event(log, "delivery.sent_after_reclaim", logging.WARNING, **_fields(ready))
-    return _Outcome(Status.sent)
+class _ChunkSender:
+    """Sends a chunk's claims over one connection, in order; what it does not get to goes back
+    to `pending` when it stops, however it stops."""
 
+    def __init__(
+        self, engine: Engine, settings: Settings, claims: Sequence[_Claim], report: SendReport
+    ) -> None:
+        self.engine, self.settings, self.report = engine, settings, report
+        self.todo = deque(claims)
+        self.sent = _SentLog(engine, settings.send_record_batch)
+        self.renewed = time.monotonic()
 
-def _fail_unsendable(engine: Engine, digest_id: int, reason: str) -> bool:
-    """A pending delivery that can never be sent (cannot render, subscriber gone): `failed`."""
-    pending = [Delivery.status == Status.pending]
-    if not _move(engine, digest_id, where=pending, status=Status.failed, error=reason):
-        return False
-    log_event(log, "delivery.failed", logging.WARNING, digest_id=digest_id, error=reason)
-    return True
+    def run(self, connection: MailConnection, limiter: RateLimiter) -> None:
+        try:
+            while self.todo:
+                self._renew_if_due()
+                self.sent.flush(late_only=True)
+                if not self._next(connection, limiter):
+                    break
+        finally:
+            self.sent.flush()
+            _move(self.engine, self.todo, Status.pending)
+
+    def _renew_if_due(self) -> None:
+        """Halfway through the lease (a chunk held back by SMTP_RATE_LIMIT), renew it, so that
+        recovery never hands out a digest this worker is still going to send."""
+        if time.monotonic() - self.renewed < self.settings.send_lease_seconds / 2:
+            return
+        still = _move(self.engine, self.todo, Status.sending)
+        self.renewed = time.monotonic()
+        self.report.skipped += len(self.todo) - len(still)
+        self.todo = deque(claim for claim in self.todo if claim.digest_id in still)
+
+    def _next(self, connection: MailConnection, limiter: RateLimiter) -> bool:
+        """Send the next claim and record what happened; False when the chunk must stop."""
+        claim, report = self.todo[0], self.report
+        try:
+            mail = compose_mail(
+                self.settings,
+                claim.digest,
+                claim.subscriber,
+                message_id=claim.message_id,
+                entries=claim.entries,
+            )
+        except Exception as exc:  # cannot render: it never will, so record it and go on
+            reason = f"cannot compose: {type(exc).__name__}: {exc}"
+            self.todo.popleft()
+            report.failed += len(_move(self.engine, [claim], Status.failed, reason))
+            report.errors.append(f"digest {claim.digest_id}: {reason}")
+            log_event(log, "delivery.failed", logging.WARNING, **_fields(claim, error=reason))
+            return True
+        try:
+            limiter.acquire()
+        except DeliveryError as exc:
+            report.errors.append(str(exc))
+            report.retry_ids = [c.digest_id for c in self.todo]
+            return False
+        self.todo.popleft()
+        outcome = self._send(claim, mail, connection)
+        fields = _fields(claim, status=outcome.status, error=outcome.reason)
+        if outcome.status == Status.sent:
+            log_event(log, "delivery.sent", **fields)
+            report.sent += 1
+            return True
+        log_event(log, f"delivery.{outcome.status}", logging.WARNING, **fields)
+        report.errors.append(f"digest {claim.digest_id}: {outcome.reason}")
+        if outcome.suspended:
+            log_event(log, "subscriber.suspended", logging.WARNING, **_fields(claim))
+            report.suspended += 1
+        if outcome.status == Status.bounced:
+            report.bounced += 1
+        elif outcome.status == Status.failed:
+            report.failed += 1
+        else:  # pending: a temporary failure ends this connection's chunk
+            report.retry += 1
+            report.retry_ids = [claim.digest_id, *(c.digest_id for c in self.todo)]
+            return False
+        return True
+
+    def _send(self, claim: _Claim, mail: OutgoingMail, connection: MailConnection) -> _Outcome:
+        """Send one claimed digest; a refusal is recorded at once, a success with the batch."""
+        try:
+            connection.send(mail)
+        except DeliveryError as exc:
+            reason = str(exc)
+            if not exc.permanent:
+                _move(self.engine, [claim], Status.pending, reason)
+                return _Outcome(Status.pending, reason)
+            if isinstance(exc, RecipientRefused):
+                suspended = _record_bounce(self.engine, self.settings, claim, reason)
+                return _Outcome(Status.bounced, reason, suspended)
+            _move(self.engine, [claim], Status.failed, reason)
+            return _Outcome(Status.failed, reason)
+        except Exception as exc:  # a bug, not the server: say so in the delivery and stop
+            _move(self.engine, [claim], Status.failed, f"{type(exc).__name__}: {exc}")
+            raise
+        self.sent.add(claim)
+        return _Outcome(Status.sent)
 
 
 def send_digests(
@@ -238,67 +401,18 @@ def send_digests(
 ) -> SendReport:
     """Send stored digests over one mail connection; each at most once, however often asked.
 
-    A permanent refusal is recorded and the batch goes on. A temporary one ends the batch
-    (the server is down or asks us to slow down): that digest and the ones not yet tried come
-    back in `retry_ids` for the caller to retry after a backoff.
+    A permanent refusal is recorded and the chunk goes on. A temporary one ends the chunk (the
+    server is down or asks us to slow down): that digest and the ones not yet tried come back
+    in `retry_ids` for the caller to retry after a backoff.
     """
     report = SendReport()
+    claims = _claim(engine, list(dict.fromkeys(digest_ids)), report)
+    if not claims:
+        return report
     mailer = mailer or make_mailer(settings)
     limiter = limiter or smtp_limiter(settings)
-    ids = list(digest_ids)
     with mailer.connection() as connection:
-        for position, digest_id in enumerate(ids):
-            try:
-                ready = _prepare(engine, settings, digest_id)
-            except SQLAlchemyError:
-                raise  # the database is away: leave everything as it is for a retry
-            except Exception as exc:  # cannot render: it never will, so record it and go on
-                ready = f"cannot compose: {type(exc).__name__}: {exc}"
-                report.failed += _fail_unsendable(engine, digest_id, ready)
-                report.errors.append(f"digest {digest_id}: {ready}")
-                continue
-            if ready == "inactive":
-                reason = "not sent: the subscriber left or was suspended"
-                report.failed += _fail_unsendable(engine, digest_id, reason)
-                continue
-            if isinstance(ready, str):
-                report.skipped += 1
-                continue
-            try:
-                limiter.acquire()  # before the claim: waiting never counts against the lease
-            except DeliveryError as exc:
-                report.errors.append(str(exc))
-                report.retry_ids = ids[position:]
-                break
-            claimed = _move(
-                engine,
-                digest_id,
-                where=[Delivery.status == Status.pending, Delivery.attempts == ready.attempts],
-                status=Status.sending,
-                attempts=ready.attempts + 1,
-            )
-            if not claimed:
-                report.skipped += 1
-                continue
-            outcome = _send_one(engine, settings, ready, connection)
-            fields = _fields(ready, status=outcome.status, error=outcome.reason)
-            if outcome.status == Status.sent:
-                log_event(log, "delivery.sent", **fields)
-                report.sent += 1
-                continue
-            log_event(log, f"delivery.{outcome.status}", logging.WARNING, **fields)
-            report.errors.append(f"digest {digest_id}: {outcome.reason}")
-            if outcome.suspended:
-                log_event(log, "subscriber.suspended", logging.WARNING, **_fields(ready))
-                report.suspended += 1
-            if outcome.status == Status.bounced:
-                report.bounced += 1
-            elif outcome.status == Status.failed:
-                report.failed += 1
-            else:  # pending: a temporary failure ends this connection's batch
-                report.retry += 1
-                report.retry_ids = ids[position:]
-                break
+        _ChunkSender(engine, settings, claims, report).run(connection, limiter)
     return report
 
 

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote_plus
 
 from sqlalchemy import func
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
 from papermail import ranking
-from papermail.db import session_scope
+from papermail.db import bulk_insert, session_scope
 from papermail.emails import (
     DigestEntry,
     DigestLinks,
@@ -157,13 +157,15 @@ def plan_digests(
     corpus = [
         ranking.PaperText(p.title, p.abstract)
         for p in session.exec(
-            select(Paper).where(Paper.first_seen_at > corpus_start, Paper.first_seen_at <= now)
+            select(Paper)
+            .where(Paper.first_seen_at > corpus_start, Paper.first_seen_at <= now)
+            .order_by(col(Paper.first_seen_at), col(Paper.id))  # a stable key for fit_cached
         )
     ]
     texts = [ranking.PaperText(p.title, p.abstract) for p in candidates]
     matches: dict = {}
     if texts:
-        model = ranking.RelevanceModel.fit(corpus or texts, ranking.model_config(settings))
+        model = ranking.fit_cached(corpus or texts, ranking.model_config(settings))
         matches = ranking.rank(
             model,
             texts,
@@ -247,40 +249,64 @@ def _mail_domain(settings: Settings) -> str:
     return parseaddr(settings.mail_from)[1].rpartition("@")[2] or "papermail.localhost"
 
 
-def store_digest(
-    session: Session, settings: Settings, plan: PlannedDigest, *, issue_date: date, now: datetime
-) -> Digest | None:
-    """Store one digest; None if another worker stored this (subscriber, day) first."""
-    digest = Digest(
-        subscriber_id=plan.subscriber.id,
-        issue_date=issue_date,
-        scanned=plan.scanned,
-        covered_until=now,
+_INSERT_NEW = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def store_digests(
+    session: Session,
+    settings: Settings,
+    plans: Sequence[PlannedDigest],
+    *,
+    issue_date: date,
+    now: datetime,
+) -> dict[int, int]:
+    """Store the plans' digests, their items and pending deliveries in three bulk INSERTs;
+    returns {subscriber id: new digest id}. A (subscriber, day) another worker stored first is
+    left out: ON CONFLICT DO NOTHING on the unique constraint keeps exactly one, a conflicting
+    row waiting for the other transaction to end before it is skipped (or inserted, if that one
+    rolled back)."""
+    if not plans:
+        return {}
+    digests = [
+        {
+            "subscriber_id": plan.subscriber.id,
+            "issue_date": issue_date,
+            "scanned": plan.scanned,
+            "covered_until": now,
+        }
+        for plan in plans
+    ]
+    table = Digest.__table__  # type: ignore[attr-defined]
+    new_only = _INSERT_NEW[session.get_bind().dialect.name](table).on_conflict_do_nothing(
+        index_elements=["subscriber_id", "issue_date"]
     )
-    try:
-        with session.begin_nested():
-            session.add(digest)
-            session.flush()
-    except IntegrityError:
-        return None
-    for rank, (paper, match) in enumerate(plan.picks, start=1):
-        session.add(
-            DigestItem(
-                digest_id=digest.id,
-                paper_id=paper.id,
-                rank=rank,
-                score=round(match.score, 6),
-                matched=list(match.matched),
-                matched_where=list(match.where),
-                paper_version=paper.version,
-                revised=paper.id in plan.revised,
-            )
+    returning = new_only.returning(table.c.subscriber_id, table.c.id)
+    stored: dict[int, int] = dict(session.execute(returning, digests).all())  # type: ignore[arg-type]
+    items: list[dict] = []
+    deliveries: list[dict] = []
+    domain = _mail_domain(settings)
+    for plan in plans:
+        digest_id = stored.get(plan.subscriber.id)  # type: ignore[arg-type]
+        if digest_id is None:
+            continue
+        items.extend(
+            {
+                "digest_id": digest_id,
+                "paper_id": paper.id,
+                "rank": rank,
+                "score": round(match.score, 6),
+                "matched": list(match.matched),
+                "matched_where": list(match.where),
+                "paper_version": paper.version,
+                "revised": paper.id in plan.revised,
+            }
+            for rank, (paper, match) in enumerate(plan.picks, start=1)
         )
-    if plan.picks or settings.send_empty_digests:
-        session.add(
-            Delivery(digest_id=digest.id, message_id=make_message_id(_mail_domain(settings)))
-        )
-    return digest
+        if plan.picks or settings.send_empty_digests:
+            deliveries.append({"digest_id": digest_id, "message_id": make_message_id(domain)})
+    bulk_insert(session, DigestItem, items)
+    bulk_insert(session, Delivery, deliveries)
+    return stored
 
 
 def score_day(
@@ -299,13 +325,14 @@ def score_day(
             session, issue_date=issue_date, subscriber_ids=subscriber_ids
         )
         plans = plan_digests(session, settings, subscribers, now=now)
+        stored = store_digests(session, settings, plans, issue_date=issue_date, now=now)
         for plan in plans:
-            digest = store_digest(session, settings, plan, issue_date=issue_date, now=now)
+            digest_id = stored.get(plan.subscriber.id)  # type: ignore[arg-type]
             report.papers_scanned = max(report.papers_scanned, plan.scanned)
-            if digest is None:
+            if digest_id is None:
                 report.already += 1
             elif plan.picks or settings.send_empty_digests:
-                report.to_send.append(digest.id)  # type: ignore[arg-type]
+                report.to_send.append(digest_id)
             else:
                 report.empty += 1
     log_event(
@@ -338,10 +365,12 @@ def digest_links(settings: Settings, subscriber: Subscriber, digest_id: int | No
         return f"{base}/{path}/{token}"
 
     view = link(Purpose.view, "digest", {"d": digest_id}) if digest_id else f"{base}/papers"
+    # One feedback token per digest, not one per link: the templates append "/RANK/more" etc.
     return DigestLinks(
         view=view,
         manage=link(Purpose.manage, "manage"),
         unsubscribe=link(Purpose.unsubscribe, "unsubscribe"),
+        feedback=link(Purpose.feedback, "feedback", {"d": digest_id}) if digest_id else "",
     )
 
 
@@ -389,13 +418,22 @@ def render_digest(
 
 
 def load_entries(session: Session, digest_id: int) -> list[DigestEntry]:
+    return load_entries_many(session, [digest_id]).get(digest_id, [])
+
+
+def load_entries_many(session: Session, digest_ids: Sequence[int]) -> dict[int, list[DigestEntry]]:
+    """Each digest's entries in rank order, in one query: a send chunk reads its papers at once
+    instead of one query per digest."""
+    entries: dict[int, list[DigestEntry]] = defaultdict(list)
     rows = session.exec(
         select(DigestItem, Paper)
         .join(Paper, col(Paper.id) == DigestItem.paper_id)
-        .where(DigestItem.digest_id == digest_id)
-        .order_by(col(DigestItem.rank))
+        .where(col(DigestItem.digest_id).in_(list(digest_ids)))
+        .order_by(col(DigestItem.digest_id), col(DigestItem.rank))
     )
-    return [entry_for_item(item, paper) for item, paper in rows]
+    for item, paper in rows:
+        entries[item.digest_id].append(entry_for_item(item, paper))
+    return entries
 
 
 def entry_for_item(item: DigestItem, paper: Paper) -> DigestEntry:
@@ -405,34 +443,36 @@ def entry_for_item(item: DigestItem, paper: Paper) -> DigestEntry:
 
 
 def compose_mail(
-    session: Session,
     settings: Settings,
     digest: Digest,
-    delivery: Delivery,
     subscriber: Subscriber,
+    *,
+    message_id: str,
+    entries: Sequence[DigestEntry],
 ) -> OutgoingMail:
     """The finished message of a stored digest, under the Message-ID stored with its delivery:
-    the same on every attempt, so receivers can drop a resend as a duplicate."""
+    the same on every attempt, so receivers can drop a resend as a duplicate. Touches no
+    database: senders load a whole chunk's entries at once (`load_entries_many`)."""
     rendered, links = render_digest(
         settings,
         subscriber,
         issue_date=digest.issue_date,
         scanned=digest.scanned,
-        entries=load_entries(session, digest.id),  # type: ignore[arg-type]
+        entries=entries,
         digest_id=digest.id,
     )
     data = build_message(
         rendered,
         sender=settings.mail_from,
         recipient=subscriber.email,
-        message_id=delivery.message_id,
+        message_id=message_id,
         unsubscribe_url=links.unsubscribe,
         unsubscribe_mailto=settings.unsubscribe_mailto,
     )
     return OutgoingMail(
         sender=settings.mail_from,
         recipient=subscriber.email,
-        message_id=delivery.message_id,
+        message_id=message_id,
         data=data,
         html=rendered.html,
     )
@@ -444,7 +484,10 @@ def compose_stored_digest(session: Session, settings: Settings, digest_id: int) 
     assert digest is not None
     subscriber = session.get(Subscriber, digest.subscriber_id)
     assert subscriber is not None
-    return compose_mail(session, settings, digest, delivery, subscriber)
+    entries = load_entries(session, digest_id)
+    return compose_mail(
+        settings, digest, subscriber, message_id=delivery.message_id, entries=entries
+    )
 
 
 def send_digests(
