@@ -314,3 +314,23 @@ def test_identical_profiles_share_work_but_not_results(model, papers):
     assert found[1] == alone, "each profile gets its own list"
     assert found[49] != alone
     assert found[49] == rank(model, papers, [profiles[49]], min_score=0.05, feedback=feedback)[49]
+
+
+def test_suggested_terms_are_phrases_not_one_papers_wording(model, papers):
+    """Top terms of liked papers: topics of the corpus ("low rank", "mamba"), never two words
+    that met across a stop word ("models with offloading") or a pairing no other paper uses."""
+    from papermail.ranking.text import STOP_WORDS
+
+    for start in ("Computational Limits of Low-Rank", "Multimodal Mamba", "Faster Diffusion"):
+        liked = [p for p in papers if p.title.startswith(start)]
+        assert liked, start
+        suggested = model.top_terms(liked, limit=6)
+        assert suggested, start
+        for term in suggested:
+            words = term.split()
+            assert not STOP_WORDS & set(words), (start, term)
+            if len(words) > 1:  # another paper of the corpus says it too
+                said = [f"{p.title} {p.abstract}".lower().replace("-", " ") for p in papers]
+                assert sum(term in text for text in said) >= 2, term
+    mamba = [p for p in papers if "mamba" in p.title.lower()][:2]
+    assert "mamba" in model.top_terms(mamba, limit=3)

@@ -1,7 +1,7 @@
 """A subscriber's whole journey in Debian's chromium: sign up, confirm from the real mail,
 edit keywords with the live preview, read the digest, unsubscribe in one click as a mail
-provider does, and receive nothing after. Screenshots of every page at phone and desktop size
-land in artifacts/screenshots/."""
+provider does, and receive nothing after; feedback from a received digest. Screenshots of every
+page at phone and desktop size land in artifacts/screenshots/."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import httpx
 from playwright.sync_api import Page, expect
 from sqlmodel import Session, select
 
-from papermail.models import Interest, Subscriber
+from papermail.models import Interest, Rating, Subscriber
 from papermail.services import digests
 from papermail.services.ingest import ingest_paths
 from papermail.tokens import Purpose
@@ -182,3 +182,53 @@ def test_manage_page_works_without_javascript(live_app: LiveApp, browser):
         context.close()
     with Session(app.engine) as session:
         assert session.get(Subscriber, ada.id) is None
+
+
+def labelled_link(message: EmailMessage, label: str) -> str:
+    """The URL on the text part's "LABEL: URL" line (feedback links are labelled so)."""
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    match = re.search(re.escape(label) + r": (\S+)", body.get_content())
+    assert match, f"no {label!r} line in the mail"
+    return match.group(1)
+
+
+def test_feedback_from_a_received_digest(live_app: LiveApp, page: Page):
+    """Tap "More like this" in a real mail, press the one button, see it recorded; the mute page;
+    then the settings page suggests keywords from the liked paper and adds one in a tap."""
+    app = live_app
+    add_confirmed(app.engine, "ada@example.org", "mixture of experts", excluded=("diffusion",))
+    assert run_digest_job(app, datetime.now(UTC)).sent == 1
+    digest = wait_for_mail(app, "ada@example.org", 1)
+
+    page.goto(labelled_link(digest, "More like this"))
+    button = page.get_by_role("button", name="More papers like this")
+    expect(button).to_be_visible()
+    expect(page.locator(".paper-ref .paper-title")).not_to_be_empty()
+    screenshot(page, "14-feedback-more")
+    with Session(app.engine) as session:
+        assert session.exec(select(Rating)).all() == [], "opening the link records nothing"
+    button.click()
+    expect(page.get_by_role("heading", name="Thanks — recorded")).to_be_visible()
+    expect(page.get_by_role("button", name="Fewer papers like this")).to_be_visible()
+    screenshot(page, "15-feedback-recorded")
+    with Session(app.engine) as session:
+        assert [r.value for r in session.exec(select(Rating))] == [1]
+
+    page.goto(labelled_link(digest, 'Mute "mixture of experts"'))
+    expect(page.get_by_role("button", name="Mute “mixture of experts”")).to_be_visible()
+    expect(page.locator(".warning")).to_contain_text("your only keyword")
+    screenshot(page, "16-feedback-mute")
+
+    page.goto(link(digest, app, "/manage/"))
+    expect(page.get_by_role("heading", name="Suggested keywords")).to_be_visible()
+    suggestion = page.locator(".suggestions button").first
+    keyword = suggestion.get_attribute("aria-label").removeprefix("Add ")
+    screenshot(page, "17-manage-suggestions")
+    suggestion.click()
+    expect(page.get_by_role("status")).to_contain_text("Added to your keywords")
+    expect(page.get_by_label("Keywords")).to_have_value(re.compile(re.escape(keyword)))
+    with Session(app.engine) as session:
+        ada = subscriber(app, "ada@example.org")
+        phrases = session.exec(select(Interest.phrase).where(Interest.subscriber_id == ada.id))
+        assert keyword in set(phrases)

@@ -42,7 +42,8 @@ def _other_sense(term: str, senses: set[str]) -> str:
     return f"{term}~" if term in senses else term
 
 
-SUGGEST_MAX_SHARE = 0.05  # a suggested term is in at most this share of the corpus
+SUGGEST_MAX_SHARE = 0.1  # a suggested term is in at most this share of the corpus
+SUGGEST_COLLOCATION = 0.3  # a suggested bigram is in this share of the papers with its rarer word
 FITTED_KEPT = 4  # fitted models fit_cached keeps per process
 
 
@@ -142,10 +143,13 @@ class RelevanceModel:
         self, papers: Sequence[PaperText], *, limit: int, exclude: Sequence[str] = ()
     ) -> list[str]:
         """The phrases that best characterize `papers`, for "more like this" keyword suggestions:
-        summed TF-IDF times idf (specific terms first), bigrams preferred, each in at least two of
-        the papers when there are two, shown as readers write them ("mixture of experts", not the
-        stems "mixtur expert"). Words of `exclude` phrases, and forms of a phrase already chosen
-        (its acronym, its words), are skipped."""
+        summed TF-IDF times idf (specific terms first), bigrams and title terms preferred, each in
+        at least two of the papers when there are two, shown as readers write them ("mixture of
+        experts", not the stems "mixtur expert"). A bigram must be a phrase, not one paper's
+        wording: other papers of the corpus use it, it is in a fair share of the papers that have
+        its rarer word, and it is spelled across a stop word ("adoption of large") only when it
+        is a known long form. Words of `exclude` phrases, and
+        forms of a phrase already chosen (its acronym, its words), are skipped."""
         if not papers or limit <= 0:
             return []
         vectors = self.vectors(papers)
@@ -154,9 +158,16 @@ class RelevanceModel:
         idf = self.idf_of(terms)
         weight = np.asarray(vectors.tfidf.sum(axis=0)).ravel() * idf
         weight *= np.array([2.0 if " " in t else 1.0 for t in terms])
+        weight *= 1.0 + (np.asarray(vectors.title.sum(axis=0)).ravel() > 0)
         n = 2 * math.exp(self.unseen_idf - 1) - 1  # corpus size, from the idf of a term seen once
         df = (1 + n) * np.exp(1 - idf) - 1
         weight[df > max(SUGGEST_MAX_SHARE * n, 2 * len(papers))] = 0  # common words
+        for col, term in enumerate(terms):  # a bigram must be a phrase, not two words that met
+            words = term.split(" ")
+            if len(words) > 1 and weight[col] > 0:
+                apart = (1 + n) * np.exp(1 - self.idf_of(words)) - 1
+                phrase = df[col] >= max(SUGGEST_COLLOCATION * apart.min(), held[col] + 0.5)
+                weight[col] *= phrase  # ... and other papers of the corpus use it too
         texts = [f"{p.title}. {p.abstract}" for p in papers]
         banned = set()
         for phrase in exclude:
@@ -177,6 +188,9 @@ class RelevanceModel:
                 continue
             shown = _spelling(self.analyzer, words, texts)
             if shown is None:
+                continue
+            crosses = len(shown.split()) > len(words)  # "adoption of large"
+            if crosses and not any(True for _ in self.expander.alternatives(words)):
                 continue
             chosen.append(shown)
             taken.update(words)

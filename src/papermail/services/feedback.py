@@ -1,22 +1,30 @@
 """Feedback from digests: "more like this" / "less like this" ratings, muted terms, and what
 ranking learns from them.
 
-The web routes behind the signed links call `record_rating` and `mute_term` (one unit of work
-each: the caller commits); the digest service calls `load_feedback` to pass the ratings to
-`ranking.rank`; the manage page may show `suggest_keywords`.
+The web routes behind the signed links call `record_rating`, `remove_rating` and `mute_term`
+(one unit of work each: the caller commits); the digest service calls `load_feedback` to pass the
+ratings to `ranking.rank`; the manage page shows `rating_counts` and `suggest_keywords`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from papermail import ranking
 from papermail.models import Interest, Paper, Rating, Subscriber, utcnow
-from papermail.services.subscriptions import MAX_INTERESTS, InvalidInput, clean_phrases
+from papermail.services.subscriptions import (
+    MAX_INTERESTS,
+    InvalidInput,
+    apply_preferences,
+    clean_phrases,
+    preferences_of,
+)
 from papermail.settings import Settings
 
 LIKE = 1
@@ -32,9 +40,7 @@ def record_rating(session: Session, *, subscriber_id: int, paper_id: str, value:
         raise InvalidInput(f"no subscriber {subscriber_id}", field="subscriber")
     if session.get(Paper, paper_id) is None:
         raise InvalidInput(f"no paper {paper_id!r}", field="paper")
-    rating = session.exec(
-        select(Rating).where(Rating.subscriber_id == subscriber_id, Rating.paper_id == paper_id)
-    ).first()
+    rating = _rating(session, subscriber_id, paper_id)
     if rating is None:
         rating = Rating(subscriber_id=subscriber_id, paper_id=paper_id, value=value)
     else:
@@ -43,6 +49,38 @@ def record_rating(session: Session, *, subscriber_id: int, paper_id: str, value:
     session.add(rating)
     session.flush()
     return rating
+
+
+def _rating(session: Session, subscriber_id: int, paper_id: str) -> Rating | None:
+    return session.exec(
+        select(Rating).where(Rating.subscriber_id == subscriber_id, Rating.paper_id == paper_id)
+    ).first()
+
+
+def rating_of(session: Session, *, subscriber_id: int, paper_id: str) -> int:
+    """LIKE, DISLIKE, or 0 when the subscriber has not rated the paper."""
+    rating = _rating(session, subscriber_id, paper_id)
+    return rating.value if rating else 0
+
+
+def remove_rating(session: Session, *, subscriber_id: int, paper_id: str) -> bool:
+    """Forget a rating (the undo of a mistaken tap); False when there was none."""
+    rating = _rating(session, subscriber_id, paper_id)
+    if rating is None:
+        return False
+    session.delete(rating)
+    session.flush()
+    return True
+
+
+def rating_counts(session: Session, *, subscriber_id: int) -> dict[int, int]:
+    """How many papers a subscriber rated, by value: {LIKE: n, DISLIKE: m}."""
+    rows = session.exec(
+        select(Rating.value, func.count())
+        .where(Rating.subscriber_id == subscriber_id)
+        .group_by(col(Rating.value))
+    )
+    return {LIKE: 0, DISLIKE: 0} | dict(rows.all())
 
 
 def mute_term(session: Session, *, subscriber_id: int, term: str) -> Interest:
@@ -64,6 +102,20 @@ def mute_term(session: Session, *, subscriber_id: int, term: str) -> Interest:
     session.add(muted)
     session.flush()
     return muted
+
+
+def add_keyword(session: Session, subscriber: Subscriber, phrase: str) -> None:
+    """Add a keyword (a suggestion the subscriber took), validated as the manage form is. The
+    same words stop being excluded: the reverse of `mute_term`."""
+    phrases = clean_phrases([phrase], field="keywords")
+    if not phrases:
+        raise InvalidInput("choose a keyword to add", field="keywords")
+    added = {p.casefold() for p in phrases}
+    prefs = preferences_of(session, subscriber)
+    excluded = tuple(p for p in prefs.excluded if p.casefold() not in added)
+    apply_preferences(
+        session, subscriber, replace(prefs, keywords=(*prefs.keywords, *phrases), excluded=excluded)
+    )
 
 
 def rated_ids(session: Session, *, subscriber_id: int, value: int) -> list[str]:
@@ -115,9 +167,13 @@ def suggest_keywords(
     settings: Settings | None = None,
     limit: int = 5,
     now: datetime | None = None,
+    model: ranking.RelevanceModel | None = None,
 ) -> list[str]:
     """Keywords to offer a subscriber: the terms that best describe the papers they liked
-    (top TF-IDF against the recent corpus), minus the keywords they already have."""
+    (top TF-IDF against the recent corpus), minus the keywords they already have.
+
+    Pass `model` when one fitted on recent papers is at hand (the web app's preview cache):
+    fitting one on the whole corpus here takes seconds for tens of thousands of papers."""
     ids = liked_ids(session, subscriber_id=subscriber_id)
     if not ids:
         return []
@@ -125,16 +181,17 @@ def suggest_keywords(
         ranking.PaperText(p.title, p.abstract)
         for p in session.exec(select(Paper).where(col(Paper.id).in_(ids)))
     ]
-    days = settings.corpus_days if settings else 90
-    since = (now or utcnow()) - timedelta(days=days)
-    corpus = [
-        ranking.PaperText(p.title, p.abstract)
-        for p in session.exec(
-            select(Paper).where(Paper.first_seen_at > since, col(Paper.id).not_in(ids))
-        )
-    ]
-    config = ranking.model_config(settings) if settings else None
-    model = ranking.RelevanceModel.fit([*corpus, *liked], config)
+    if model is None:
+        days = settings.corpus_days if settings else 90
+        since = (now or utcnow()) - timedelta(days=days)
+        corpus = [
+            ranking.PaperText(p.title, p.abstract)
+            for p in session.exec(
+                select(Paper).where(Paper.first_seen_at > since, col(Paper.id).not_in(ids))
+            )
+        ]
+        config = ranking.model_config(settings) if settings else None
+        model = ranking.RelevanceModel.fit([*corpus, *liked], config)
     have = [
         i.phrase
         for i in session.exec(select(Interest).where(Interest.subscriber_id == subscriber_id))

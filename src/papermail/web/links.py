@@ -1,8 +1,9 @@
 """Link tokens in, subscribers out (and back): every token check the web app makes is here.
 
-Manage, view, feed and confirm links carry the subscriber's ``token_version`` and die when it is
-bumped ("invalidate old links", or a new sign-up of an unconfirmed address). Unsubscribe links do
-not: an RFC 8058 link in an old mail must always unsubscribe, and unsubscribing is harmless.
+Manage, view, feedback, feed and confirm links carry the subscriber's ``token_version`` and die
+when it is bumped ("invalidate old links", or a new sign-up of an unconfirmed address).
+Unsubscribe links do not: an RFC 8058 link in an old mail must always unsubscribe, and
+unsubscribing is harmless.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from papermail.models import Subscriber
+from papermail.models import Digest, Subscriber
 from papermail.tokens import Purpose, TokenData, TokenError, make_token, read_token
 from papermail.web.context import Web
 from papermail.web.pages import PageError
@@ -22,8 +23,10 @@ PATHS = {
     Purpose.unsubscribe: "/unsubscribe/{}",
     Purpose.view: "/digest/{}",
     Purpose.feed: "/feed/{}.atom",
+    Purpose.feedback: "/feedback/{}",
 }
 NEW_LINK = "/link"
+NO_DIGEST = PageError(404, "Digest not found", "This digest does not exist (any more).")
 
 
 def token_for(
@@ -94,3 +97,16 @@ def open_link(
             action_label=again[1],
         )
     return subscriber, data
+
+
+def open_digest(
+    web: Web, session: Session, purpose: Purpose, token: str
+) -> tuple[Subscriber, Digest]:
+    """The subscriber and the digest a per-digest link (view, feedback) names: `open_link`'s
+    answers, and 404 when the digest is gone or is not that subscriber's."""
+    subscriber, data = open_link(web, session, purpose, token)
+    digest_id = data.extra.get("d")
+    digest = session.get(Digest, digest_id) if isinstance(digest_id, int) else None
+    if digest is None or digest.subscriber_id != subscriber.id:
+        raise NO_DIGEST
+    return subscriber, digest

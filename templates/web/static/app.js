@@ -52,9 +52,10 @@
       li.appendChild(title);
       if (item.meta) li.appendChild(el("p", "meta", item.meta));
       var why = el("p", "why", "Matched ");
-      item.matched.forEach(function (term, i) {
-        why.appendChild(el("mark", "", term));
-        if (i < item.matched.length - 1) why.appendChild(document.createTextNode(", "));
+      item.reasons.forEach(function (reason, i) {
+        why.appendChild(el("mark", "", reason.term));
+        if (reason.where) why.appendChild(document.createTextNode(" " + reason.where));
+        if (i < item.reasons.length - 1) why.appendChild(document.createTextNode(", "));
       });
       li.appendChild(why);
       items.appendChild(li);

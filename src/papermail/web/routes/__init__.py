@@ -1,1 +1,2 @@
-"""One router per concept: sign-up, manage, unsubscribe, reading (digests, papers, feed)."""
+"""One router per concept: sign-up, manage, unsubscribe, reading (digests, papers, feed),
+feedback (ratings and muted terms from digests)."""

@@ -1,4 +1,5 @@
-"""The manage page: keywords with a live preview, schedule, snooze, links, and data deletion.
+"""The manage page: keywords with a live preview, schedule, snooze, links, and data deletion;
+what the subscriber's ratings taught, with keywords suggested from the papers they liked.
 
 Every action is a POST with a CSRF token bound to the page's manage token, answered by a redirect
 back to the page with a notice (post/redirect/get), so the page works without JavaScript.
@@ -15,7 +16,7 @@ from sqlmodel import Session
 
 from papermail.db import session_scope
 from papermail.models import Frequency, Subscriber, utcnow
-from papermail.services import subscriptions
+from papermail.services import feedback, subscriptions
 from papermail.services.subscriptions import InvalidInput
 from papermail.tokens import Purpose
 from papermail.web.context import Web, WebDep
@@ -43,6 +44,7 @@ NOTICES = {
     "invalidated": "Done: every older link stopped working. This page has a new address: "
     "bookmark it, or ask for a link by email later.",
     "resubscribed": "Welcome back: you're subscribed again.",
+    "added": "Added to your keywords. The preview shows what they bring now.",
 }
 
 
@@ -101,6 +103,19 @@ def _page(
     preview = web.preview.preview(
         session, keywords=keywords, excluded=excluded, limit=subscriber.max_papers
     )
+    assert subscriber.id is not None
+    ratings = feedback.rating_counts(session, subscriber_id=subscriber.id)
+    # Only subscribers who liked papers get suggestions; they reuse the preview's fitted model.
+    suggestions = (
+        feedback.suggest_keywords(
+            session,
+            subscriber_id=subscriber.id,
+            settings=web.settings,
+            model=web.preview.model(session),
+        )
+        if ratings[feedback.LIKE]
+        else []
+    )
     badge, status_text = _status(subscriber)
     snoozed = subscriber.snoozed_until is not None and subscriber.snoozed_until > local_today(
         subscriber.timezone
@@ -118,6 +133,9 @@ def _page(
         "snoozed_until": subscriber.snoozed_until.isoformat() if snoozed else "",
         "preview": preview,
         "summary": preview_summary(preview, keywords),
+        "liked": ratings[feedback.LIKE],
+        "disliked": ratings[feedback.DISLIKE],
+        "suggestions": suggestions,
         "weekdays": WEEKDAYS,
         "zones": zone_groups(),
         "snooze_weeks": SNOOZE_WEEKS,
@@ -190,6 +208,28 @@ def preview(token: str, payload: PreviewRequest, web: WebDep) -> Response:
             session, keywords=keywords, excluded=excluded, limit=subscriber.max_papers
         )
     return JSONResponse({"summary": preview_summary(result, keywords), **result.as_json()})
+
+
+@router.post("/keywords")
+def add_keyword(
+    token: str,
+    web: WebDep,
+    csrf: CsrfField = "",
+    keyword: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """One tap on a suggested keyword adds it (any other keyword is validated as the form is)."""
+    with session_scope(web.engine) as session:
+        subscriber, _ = open_link(web, session, Purpose.manage, token)
+        require_csrf(web, token, csrf)
+        try:
+            feedback.add_keyword(session, subscriber, keyword)
+        except InvalidInput as exc:
+            form = PreferencesForm.from_preferences(
+                subscriptions.preferences_of(session, subscriber)
+            )
+            form.errors = {"keywords": str(exc)}
+            return _page(web, session, subscriber, token, form=form, status=400)
+    return see_other(f"/manage/{token}?n=added")
 
 
 @router.post("/snooze")

@@ -18,13 +18,12 @@ from papermail.services.digests import entry_for, load_entries, render_digest
 from papermail.tokens import Purpose
 from papermail.web.context import WebDep
 from papermail.web.feed import FEED_SIZE, FeedEntry, build_feed
-from papermail.web.links import open_link, path_for
+from papermail.web.links import open_digest, open_link, path_for
 from papermail.web.pages import PageError, render
 from papermail.web.security import DIGEST_CSP
 
 router = APIRouter()
 
-NO_DIGEST = PageError(404, "Digest not found", "This digest does not exist (any more).")
 PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
 PAGE_SIZE = 50
 
@@ -33,11 +32,7 @@ PAGE_SIZE = 50
 def view_digest(token: str, web: WebDep) -> Response:
     """The digest exactly as mailed (its own HTML and inline styles; no script)."""
     with session_scope(web.engine) as session:
-        subscriber, data = open_link(web, session, Purpose.view, token)
-        digest_id = data.extra.get("d")
-        digest = session.get(Digest, digest_id) if isinstance(digest_id, int) else None
-        if digest is None or digest.subscriber_id != subscriber.id:
-            raise NO_DIGEST
+        subscriber, digest = open_digest(web, session, Purpose.view, token)
         rendered, _ = render_digest(
             web.settings,
             subscriber,
@@ -184,6 +179,14 @@ def feed(token: str, web: WebDep) -> Response:
 @router.get("/robots.txt")
 def robots() -> Response:
     """Personal pages stay out of search engines (they are also noindex)."""
-    private = ("/manage/", "/unsubscribe/", "/confirm/", "/digest/", "/feed/", "/link")
+    private = (
+        "/manage/",
+        "/unsubscribe/",
+        "/confirm/",
+        "/digest/",
+        "/feed/",
+        "/feedback/",
+        "/link",
+    )
     lines = ["User-agent: *", *(f"Disallow: {path}" for path in private)]
     return PlainTextResponse("\n".join(lines) + "\n", headers=PUBLIC_CACHE)

@@ -1,0 +1,232 @@
+"""Feedback from a digest: "more / fewer papers like this" per paper, "mute" per matched term.
+
+A digest carries one signed token (``Purpose.feedback``, naming the digest); the rest of a link's
+path names a paper by its rank in that digest and a term by its index among the paper's matched
+terms, so a link reaches only the subscriber's own papers and terms. A GET shows one button,
+because mail scanners open links and must change nothing; the button POSTs with a CSRF token
+bound to the link token, as the manage forms do. No login: the link is the credential.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from sqlmodel import Session, col, select
+
+from papermail.db import session_scope
+from papermail.emails import format_issue_date
+from papermail.models import Digest, DigestItem, Interest, Paper, Subscriber
+from papermail.services import feedback
+from papermail.services.digests import entry_for_item
+from papermail.services.subscriptions import InvalidInput
+from papermail.tokens import Purpose
+from papermail.web.context import Web, WebDep
+from papermail.web.links import open_digest, path_for
+from papermail.web.pages import PageError, render
+from papermail.web.routes.common import CsrfField, require_csrf
+from papermail.web.security import make_csrf
+
+router = APIRouter(prefix="/feedback/{token}/{rank}")
+
+MAX_RANK = 1000  # digests hold at most 100 papers; a bigger number never reaches the database
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A rating a link asks for, worded for its two pages (the question, then the answer)."""
+
+    value: int  # feedback.LIKE, feedback.DISLIKE, or 0: forget the rating
+    question: str
+    explain: str
+    button: str
+    done_title: str
+    done: str
+
+
+CHOICES = {
+    "more": Choice(
+        feedback.LIKE,
+        "More papers like this?",
+        "Papers similar to this one will rank higher in your next digests.",
+        "More papers like this",
+        "Thanks — recorded",
+        "You'll see more papers like this one: similar papers rank higher from your next digest.",
+    ),
+    "less": Choice(
+        feedback.DISLIKE,
+        "Fewer papers like this?",
+        "Papers similar to this one will rank lower in your next digests.",
+        "Fewer papers like this",
+        "Thanks — recorded",
+        "You'll see fewer papers like this one: similar papers rank lower from your next digest.",
+    ),
+    "clear": Choice(
+        0,
+        "Remove your rating?",
+        "This paper will no longer steer your digests either way.",
+        "Remove my rating",
+        "Rating removed",
+        "This paper no longer steers your digests either way.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a feedback link names: a paper of one of the subscriber's digests."""
+
+    subscriber: Subscriber
+    digest: Digest
+    item: DigestItem
+    paper: Paper
+
+    @property
+    def subscriber_id(self) -> int:
+        assert self.subscriber.id is not None
+        return self.subscriber.id
+
+
+def _not_here(web: Web, subscriber: Subscriber, what: str) -> PageError:
+    return PageError(
+        404,
+        f"No such {what} in this digest",
+        "The link may have been cut off or changed when it was copied: open it straight from "
+        "the email.",
+        action_url=path_for(web, Purpose.manage, subscriber),
+        action_label="Open my settings",
+    )
+
+
+def _open(web: Web, session: Session, token: str, rank: int) -> Target:
+    """The paper at `rank` in the digest the token names, or a clear 4xx page."""
+    subscriber, digest = open_digest(web, session, Purpose.feedback, token)
+    row = None
+    if 1 <= rank <= MAX_RANK:
+        row = session.exec(
+            select(DigestItem, Paper)
+            .join(Paper, col(Paper.id) == DigestItem.paper_id)
+            .where(DigestItem.digest_id == digest.id, DigestItem.rank == rank)
+        ).first()
+    if row is None:
+        raise _not_here(web, subscriber, "paper")
+    return Target(subscriber, digest, *row)
+
+
+def _choice(choice: str) -> Choice:
+    wanted = CHOICES.get(choice)
+    if wanted is None:
+        raise PageError(404, "Page not found", "There is no page at this address.")
+    return wanted
+
+
+def _context(web: Web, target: Target, token: str, **extra: Any) -> dict[str, Any]:
+    """What both feedback pages show: the paper, its digest, the form binding, the way back."""
+    return {
+        "entry": entry_for_item(target.item, target.paper),
+        "issue_label": format_issue_date(target.digest.issue_date),
+        "base_path": f"/feedback/{token}/{target.item.rank}",
+        "csrf": make_csrf(web.secret, token),
+        "manage_path": path_for(web, Purpose.manage, target.subscriber),
+        **extra,
+    }
+
+
+def _rating_page(
+    web: Web, target: Target, token: str, choice: str, current: int, *, done: bool
+) -> Response:
+    context = _context(
+        web,
+        target,
+        token,
+        choice=choice,
+        wanted=CHOICES[choice],
+        current=current,
+        done=done,
+        others=[(name, c) for name, c in CHOICES.items() if c.value != current],
+    )
+    return render(web, "feedback_rate", context)
+
+
+@router.get("/{choice}")
+def rating_page(token: str, rank: int, choice: str, web: WebDep) -> Response:
+    """Asks; records nothing."""
+    _choice(choice)
+    with session_scope(web.engine) as session:
+        target = _open(web, session, token, rank)
+        current = feedback.rating_of(
+            session, subscriber_id=target.subscriber_id, paper_id=target.paper.id
+        )
+        return _rating_page(web, target, token, choice, current, done=False)
+
+
+@router.post("/{choice}")
+def rate(token: str, rank: int, choice: str, web: WebDep, csrf: CsrfField = "") -> Response:
+    wanted = _choice(choice)
+    with session_scope(web.engine) as session:
+        target = _open(web, session, token, rank)
+        require_csrf(web, token, csrf)
+        sid, pid = target.subscriber_id, target.paper.id
+        if wanted.value:
+            feedback.record_rating(session, subscriber_id=sid, paper_id=pid, value=wanted.value)
+        else:
+            feedback.remove_rating(session, subscriber_id=sid, paper_id=pid)
+        return _rating_page(web, target, token, choice, wanted.value, done=True)
+
+
+def _term(web: Web, target: Target, index: int) -> str:
+    if not 0 <= index < len(target.item.matched):
+        raise _not_here(web, target.subscriber, "term")
+    return target.item.matched[index]
+
+
+def _mute_page(
+    web: Web, session: Session, target: Target, token: str, term: str, index: int, *, done: bool
+) -> Response:
+    interests = session.exec(
+        select(Interest).where(Interest.subscriber_id == target.subscriber_id)
+    ).all()
+    same = [i for i in interests if i.phrase.casefold() == term.casefold()]
+    keywords = [i for i in interests if not i.negative]
+    context = _context(
+        web,
+        target,
+        token,
+        term=term,
+        index=index,
+        done=done or any(i.negative for i in same),
+        is_keyword=any(not i.negative for i in same),
+        only_keyword=len(keywords) == 1 and keywords[0] in same,
+        excludes=web.settings.negative_factor == 0,
+    )
+    return render(web, "feedback_mute", context)
+
+
+@router.get("/mute/{index}")
+def mute_page(token: str, rank: int, index: int, web: WebDep) -> Response:
+    """Asks; mutes nothing (or says the term is muted already)."""
+    with session_scope(web.engine) as session:
+        target = _open(web, session, token, rank)
+        term = _term(web, target, index)
+        return _mute_page(web, session, target, token, term, index, done=False)
+
+
+@router.post("/mute/{index}")
+def mute(token: str, rank: int, index: int, web: WebDep, csrf: CsrfField = "") -> Response:
+    with session_scope(web.engine) as session:
+        target = _open(web, session, token, rank)
+        term = _term(web, target, index)
+        require_csrf(web, token, csrf)
+        try:
+            feedback.mute_term(session, subscriber_id=target.subscriber_id, term=term)
+        except InvalidInput as exc:
+            raise PageError(
+                400,
+                "This term could not be muted",
+                f"{exc}. Remove a keyword or an exclusion on your settings page first.",
+                action_url=path_for(web, Purpose.manage, target.subscriber),
+                action_label="Open my settings",
+            ) from None
+        return _mute_page(web, session, target, token, term, index, done=True)
