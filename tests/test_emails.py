@@ -566,3 +566,33 @@ def test_memoised_filters_are_jinjas_filters(
         env, text, width, False, "\n", False
     )
     assert cached_indent(text, width % 8, first, blank) == do_indent(text, width % 8, first, blank)
+
+
+def test_paper_blocks_rendered_once_give_the_same_mail_as_rendering_each(tmp_path: Path) -> None:
+    """A day's renderer reuses each paper's block (``memo``) across digests; every digest must
+    still be what a fresh renderer makes of it alone, whatever order papers come in and
+    whatever differs per entry (matched terms, a revision, no link)."""
+    import random
+
+    papers = [
+        entry(title=f"Paper {i} & <friends>", url=f"https://arxiv.org/abs/2411.{i:05d}")
+        for i in range(6)
+    ]
+    variants = [
+        *papers,
+        entry(
+            title="Paper 1 & <friends>", url="https://arxiv.org/abs/2411.00001", matched=("moe",)
+        ),
+        entry(title="Paper 2 & <friends>", url="https://arxiv.org/abs/2411.00002", revised_to=3),
+        entry(title="Paper 3 & <friends>", url=None),
+    ]
+    rng = random.Random(7)
+    day = EmailRenderer(Settings(_env_file=None))
+    for _ in range(30):
+        ctx = context(rng.sample(variants, rng.randint(1, 5)))
+        alone = EmailRenderer(Settings(_env_file=None)).render("digest", ctx)
+        assert day.render("digest", ctx) == alone
+    memos = day._memos["digest"]
+    assert 0 < len(memos[0].kept) <= len(variants) and 0 < len(memos[1].kept) <= len(variants)
+    raw = day.environment.get_template("email/digest.html.j2").render(ctx)
+    assert 'style="' not in raw.split("<body", 1)[1], "the uninlined template caches nothing"

@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email import policy
@@ -57,6 +57,7 @@ from papermail.errors import DeliveryError
 from papermail.settings import Settings
 
 SNIPPET_CHARS = 300
+FRAGMENTS_KEPT = 20_000  # rendered paper blocks a template's `memo` keeps
 SHOWN_AUTHORS = 3
 # CRLF line ends and folded headers; raw headers we set ourselves are emitted untouched, because
 # the email package would RFC 2047-encode a long URL in List-Unsubscribe, which receivers reject.
@@ -104,6 +105,32 @@ def cached_indent(s: str, width: int | str = 4, first: bool = False, blank: bool
     return _indented(s, width, first, blank)
 
 
+class FragmentMemo:
+    """``{% call memo(key) %}...{% endcall %}``: a template fragment rendered once per key and
+    reused. A paper's block (title, authors, snippet, why it matched) is the same in every
+    digest that carries it with the same matched terms, and is most of a digest's rendering;
+    only what differs per digest (ranks, links) stays outside. The key must hold everything the
+    fragment shows. One memo per template (EmailRenderer passes it in the context); elsewhere
+    ``memo`` renders every time. Bounded: cleared when full, as a day's papers change."""
+
+    def __init__(self, size: int = FRAGMENTS_KEPT) -> None:
+        self.size = size
+        self.kept: dict[Hashable, str] = {}
+
+    def __call__(self, key: Hashable, caller: Callable[[], str]) -> str:
+        found = self.kept.get(key)
+        if found is None:
+            found = caller()
+            if len(self.kept) >= self.size:
+                self.kept.clear()
+            self.kept[key] = found
+        return found
+
+
+def _no_memo(key: Hashable, caller: Callable[[], str]) -> str:
+    return caller()
+
+
 @lru_cache(maxsize=8)
 def create_environment(templates_dir: Path) -> Environment:
     """The one Jinja environment: HTML autoescaped (also for ``from_string``), strict names."""
@@ -118,6 +145,7 @@ def create_environment(templates_dir: Path) -> Environment:
     )
     environment.filters["wordwrap"] = cached_wordwrap
     environment.filters["indent"] = cached_indent
+    environment.globals["memo"] = _no_memo
     return environment
 
 
@@ -229,6 +257,7 @@ class EmailRenderer:
         self.environment = create_environment(settings.templates_dir)
         self._html: dict[str, Template] = {}
         self._plain: dict[str, tuple[Template, Template]] = {}
+        self._memos: dict[str, tuple[FragmentMemo, FragmentMemo]] = {}  # name -> (html, text)
 
     def html_template(self, name: str) -> Template:
         template = self._html.get(name)
@@ -246,10 +275,11 @@ class EmailRenderer:
                 get(f"email/{name}.txt.j2"),
             )
         subject, text = plain
+        html_memo, text_memo = self._memos.setdefault(name, (FragmentMemo(), FragmentMemo()))
         return RenderedEmail(
             subject=" ".join(subject.render(context).split()),
-            html=self.html_template(name).render(context),
-            text=text.render(context),
+            html=self.html_template(name).render({**context, "memo": html_memo}),
+            text=text.render({**context, "memo": text_memo}),
         )
 
 
@@ -325,6 +355,8 @@ class DigestEntry:
     """'A, B, C +5 more', or '8 authors' when the source only gave a count."""
     reasons: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
     """(term, "in the title" / "in the abstract" / "in the title and abstract" or "")."""
+    shown: tuple = field(init=False, repr=False, compare=False)
+    """Everything the templates show of the entry: its key in ``memo`` (not the score)."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: the dataclass way to fill derived fields
@@ -333,6 +365,8 @@ class DigestEntry:
         set_(self, "authors_label", _authors_label(tuple(self.authors), self.author_count))
         places = (*self.where, *[""] * (len(self.matched) - len(self.where)))
         set_(self, "reasons", tuple(zip(self.matched, map(_place_label, places), strict=False)))
+        shown = (self.title, self.link, self.authors_label, self.organisation, self.published)
+        set_(self, "shown", (*shown, self.upvotes, self.snippet, self.reasons, self.revised_to))
 
 
 _PLACE_LABELS = {

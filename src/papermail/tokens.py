@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
@@ -59,15 +60,21 @@ def _serializer(
 ) -> URLSafeTimedSerializer:
     if not secret:
         raise ValueError("an empty secret would make every token forgeable")
-    salt = SALT_PREFIX + Purpose(purpose).value
     if issued_at is None:
-        return URLSafeTimedSerializer(secret, salt=salt)
+        return _current_serializer(secret, Purpose(purpose))
+    salt = SALT_PREFIX + Purpose(purpose).value
     return URLSafeTimedSerializer(
         secret,
         salt=salt,
         signer=_SignedAtSigner,
         signer_kwargs={"issued_at": int(issued_at.timestamp())},
     )
+
+
+@lru_cache(maxsize=64)
+def _current_serializer(secret: str, purpose: Purpose) -> URLSafeTimedSerializer:
+    """One per secret and purpose (a digest signs four links; serializers are stateless)."""
+    return URLSafeTimedSerializer(secret, salt=SALT_PREFIX + purpose.value)
 
 
 def make_token(
