@@ -36,10 +36,11 @@ from papermail.emails import (
     make_message_id,
 )
 from papermail.mailer import OutgoingMail, SMTPMailer
+from papermail.models import Subscriber as SubscriberRow
+from papermail.services.digests import digest_links
 from papermail.services.ingest import ingest_paths
 from papermail.settings import Settings
 from papermail.sources.records import PaperRecord
-from papermail.tokens import Purpose, make_token
 
 CHUNK = 500  # digests per timing chunk
 TOP_N = 10
@@ -202,14 +203,10 @@ def entry_for(paper: PaperRecord, match: ranking.Match) -> DigestEntry:
     )
 
 
-def links_for(settings: Settings, key: int, digest_id: int) -> DigestLinks:
-    """The three signed links of a digest, as services.digests.digest_links makes them."""
-    secret, base = settings.secret_key.get_secret_value(), settings.base_url
-    return DigestLinks(
-        view=f"{base}/digest/{make_token(secret, Purpose.view, key, extra={'d': digest_id})}",
-        manage=f"{base}/manage/{make_token(secret, Purpose.manage, key)}",
-        unsubscribe=f"{base}/unsubscribe/{make_token(secret, Purpose.unsubscribe, key)}",
-    )
+def links_for(settings: Settings, row: SubscriberRow, digest_id: int) -> DigestLinks:
+    """A digest's signed links (view, manage, unsubscribe, feedback), made as mailed ones are.
+    `row` is built before the clock starts: the send path has it loaded from the database."""
+    return digest_links(settings, row, digest_id)
 
 
 @dataclass
@@ -252,10 +249,11 @@ def stage_digests(
         picked = matches.get(subscriber.key)
         if not picked:
             continue
+        row = SubscriberRow(id=subscriber.key, email=subscriber.email)
         t0 = time.perf_counter()
         entries = [entry_for(papers[m.index], m) for m in picked]
         t1 = time.perf_counter()
-        links = links_for(settings, subscriber.key, digests + 1)
+        links = links_for(settings, row, digests + 1)
         context = digest_context(
             email=subscriber.email,
             issue_date=ISSUE_DATE,
@@ -298,7 +296,7 @@ def stage_digests(
         f"{entries_total / max(digests, 1):.1f} papers/digest",
         group,
     )
-    results.add("context: 3 signed links (itsdangerous)", digests, links_s, "", group)
+    results.add("context: 4 signed links (itsdangerous)", digests, links_s, "", group)
     results.add("render: Jinja subject + HTML + text", digests, render_s, "", group)
     results.add(
         "inline CSS: once per template (premailer)",
@@ -358,7 +356,8 @@ def sample_digests(world: World, matches: dict, settings: Settings, count: int) 
         picked = matches.get(subscriber.key)
         if picked:
             entries = [entry_for(world.papers[m.index], m) for m in picked]
-            links = links_for(settings, subscriber.key, len(out) + 1)
+            row = SubscriberRow(id=subscriber.key, email=subscriber.email)
+            links = links_for(settings, row, len(out) + 1)
             out.append(Digest(subscriber.email, entries, links, len(world.papers)))
     return out
 

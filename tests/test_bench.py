@@ -17,7 +17,7 @@ STAGES = (
     "scoring + top-10, batched",
     "scoring, naive: one rank() per subscriber",
     "context: DigestEntry objects",
-    "context: 3 signed links (itsdangerous)",
+    "context: 4 signed links (itsdangerous)",
     "render: Jinja subject + HTML + text",
     "inline CSS: once per template (premailer)",
     "MIME: build_message (skeleton + QP)",
