@@ -24,6 +24,7 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.e2e
 
 clean:
 	rm -rf var dist build artifacts .pytest_cache

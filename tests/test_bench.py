@@ -68,3 +68,25 @@ def test_quick_benchmark_prints_every_stage(tmp_path: Path) -> None:
     assert rows["render + inline + MIME, fast"]["items"] > 0
     assert all(row["seconds"] > 0 for row in results["rows"])
     assert results["facts"]["speedup"] > 1  # a sanity check, not the target
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_end_to_end_benchmark_delivers_every_mail_once(redis_url, pg_engine) -> None:
+    """`python -m bench.e2e` on a small day: real worker, Redis, PostgreSQL and aiosmtpd; every
+    stored digest's Message-ID arrives exactly once, and the table names where time goes."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.e2e", "--subscribers", "300", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    result = json.loads(done.stdout)
+    assert result["ok"] and result["expected"] > 250
+    assert result["received"] == result["expected"]
+    assert (result["duplicates"], result["missing"], result["unexpected"]) == (0, 0, 0)
+    assert {s["name"].split(" ")[0] for s in result["stages"]} == {"ingest", "scoring", "sending"}
+    assert result["tasks"]["send_digests"]["count"] >= 2  # chunks, not one task per mail
+    assert result["cpu"]["workers (celery + pool)"] > 0
