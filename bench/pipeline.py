@@ -199,6 +199,7 @@ def entry_for(paper: PaperRecord, match: ranking.Match) -> DigestEntry:
         upvotes=paper.upvotes,
         abstract=paper.abstract,
         matched=match.matched,
+        where=match.where,
         score=match.score,
     )
 
