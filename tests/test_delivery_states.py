@@ -319,8 +319,14 @@ def test_a_subscriber_who_leaves_before_the_send_gets_nothing(
     with session_scope(engine) as session:
         session.get(Subscriber, ada).unsubscribed_at = NOW
     report = delivery.send_digests(engine, smtp_settings, ids)
-    assert (report.sent, report.failed) == (0, 1) and handler.recipients() == []
-    assert "subscriber left" in deliveries(engine)["ada@example.org"].last_error
+    assert (report.sent, report.failed, report.cancelled) == (0, 0, 1)
+    assert handler.recipients() == []
+    row = deliveries(engine)["ada@example.org"]
+    assert row.status == DeliveryStatus.cancelled and "subscriber left" in row.last_error
+    with Session(engine) as session:
+        status = day_status(session, DAY)
+    assert status.counts["cancelled"] == 1 and status.counts["failed"] == 0
+    assert status.problems == [], "a subscriber who left is no failure to look into"
 
 
 def test_status_counts_the_day_and_lists_failures_with_reasons(
@@ -336,7 +342,14 @@ def test_status_counts_the_day_and_lists_failures_with_reasons(
     delivery.send_digests(engine, smtp_settings, ids[:3])  # zed stays queued
     with Session(engine) as session:
         report = day_status(session, DAY)
-    assert report.counts == {"pending": 1, "sending": 0, "sent": 1, "failed": 1, "bounced": 1}
+    assert report.counts == {
+        "pending": 1,
+        "sending": 0,
+        "sent": 1,
+        "failed": 1,
+        "bounced": 1,
+        "cancelled": 0,
+    }
     assert (report.digests, report.empty) == (5, 1)
     reasons = {p.email: (p.status, p.error) for p in report.problems}
     assert (
@@ -380,5 +393,12 @@ def test_status_command_prints_a_table_or_json(tmp_path, seeds_dir):
         assert text in table.stdout, text
     data = json.loads(run("--json").stdout)
     assert data["issue_date"] == DAY.isoformat()
-    assert data["counts"] == {"pending": 0, "sending": 0, "sent": 1, "failed": 0, "bounced": 1}
+    assert data["counts"] == {
+        "pending": 0,
+        "sending": 0,
+        "sent": 1,
+        "failed": 0,
+        "bounced": 1,
+        "cancelled": 0,
+    }
     assert data["problems"][0]["error"] == "550 5.1.1 no such user"

@@ -130,7 +130,7 @@ def test_nothing_is_mailed_after_unsubscribing_not_even_a_scored_digest(
     assert sent.sent == 0 and outbox(settings) == []
     with Session(engine) as session:
         delivery = session.exec(select(Delivery)).one()
-        assert delivery.status == DeliveryStatus.failed
+        assert delivery.status == DeliveryStatus.cancelled
         assert delivery.last_error == "unsubscribed before sending"
     tomorrow = now + timedelta(days=1)
     later = digests.score_day(engine, settings, issue_date=tomorrow.date(), now=tomorrow)

@@ -390,7 +390,7 @@ def status(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Deliveries of one issue date: queued, sending, sent, failed, bounced, and why."""
+    """Deliveries of one issue date: queued, sending, sent, failed, bounced, cancelled, and why."""
     import json
 
     from papermail.services.status import day_status

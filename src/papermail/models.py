@@ -45,6 +45,7 @@ class DeliveryStatus(StrEnum):
     sent = "sent"
     failed = "failed"
     bounced = "bounced"
+    cancelled = "cancelled"  # the subscriber left (unsubscribed, suspended) before it was sent
 
 
 class Paper(SQLModel, table=True):

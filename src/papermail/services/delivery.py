@@ -1,8 +1,9 @@
 """Send stored digests exactly once each, record what the mail server said, recover lost sends.
 
 A Delivery moves `pending -> sending -> sent`, or to `bounced` (the server refused the recipient
-for good, 5xx at RCPT), `failed` (any other permanent refusal), or back to `pending` (a
-temporary one: 4xx, server down; the send task retries with backoff). Every move is a
+for good, 5xx at RCPT), `failed` (any other permanent refusal), `cancelled` (the subscriber
+left or was suspended before it went out), or back to `pending` (a temporary one: 4xx, server
+down; the send task retries with backoff). Every move is a
 compare-and-set UPDATE: the claim takes `pending` rows and counts an attempt, and every later
 move checks (`sending`, that attempt number), so a duplicated or retried task never claims a
 digest twice and a worker whose claim was taken over never moves it.
@@ -68,6 +69,7 @@ class SendReport:
     retry: int = 0
     failed: int = 0
     bounced: int = 0
+    cancelled: int = 0  # the subscriber left or was suspended since the digest was stored
     skipped: int = 0
     suspended: int = 0
     errors: list[str] = field(default_factory=list)
@@ -128,8 +130,8 @@ def _from_pending(session: Session, ids: Sequence[int], returning: Sequence, **v
 def _claim(engine: Engine, ids: Sequence[int], report: SendReport) -> list[_Claim]:
     """Read the chunk and claim what can be sent, in one transaction of four statements.
 
-    Pending deliveries of subscribers who left or were suspended since become `failed`; the
-    rest are claimed at once. What is not pending (sent, claimed by another worker, unknown) is
+    Pending deliveries of subscribers who left or were suspended since become `cancelled`;
+    the rest are claimed at once. What is not pending (sent, claimed by another worker, unknown) is
     counted as skipped."""
     with session_scope(engine) as session:
         rows = session.exec(
@@ -142,10 +144,10 @@ def _claim(engine: Engine, ids: Sequence[int], report: SendReport) -> list[_Clai
         ready = [row for row in rows if row[3].active]
         ready_ids = [digest_id for digest_id, *_ in ready]
         entries = load_entries_many(session, ready_ids) if ready else {}
-        failed = sorted(
+        cancelled = sorted(
             digest_id
             for (digest_id,) in _from_pending(
-                session, gone, [Delivery.digest_id], status=Status.failed, last_error=LEFT
+                session, gone, [Delivery.digest_id], status=Status.cancelled, last_error=LEFT
             )
         )
         attempts = dict(
@@ -157,8 +159,8 @@ def _claim(engine: Engine, ids: Sequence[int], report: SendReport) -> list[_Clai
                 attempts=Delivery.attempts + 1,
             )
         )
-    for digest_id in failed:
-        log_event(log, "delivery.failed", logging.WARNING, digest_id=digest_id, error=LEFT)
+    for digest_id in cancelled:
+        log_event(log, "delivery.cancelled", digest_id=digest_id, error=LEFT)
     order = {digest_id: position for position, digest_id in enumerate(ids)}
     claims = sorted(
         (
@@ -168,8 +170,8 @@ def _claim(engine: Engine, ids: Sequence[int], report: SendReport) -> list[_Clai
         ),
         key=lambda claim: order[claim.digest_id],
     )
-    report.failed += len(failed)
-    report.skipped += len(ids) - len(failed) - len(claims)
+    report.cancelled += len(cancelled)
+    report.skipped += len(ids) - len(cancelled) - len(claims)
     return claims
 
 

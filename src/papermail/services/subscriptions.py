@@ -240,7 +240,7 @@ def unsubscribe(session: Session, subscriber: Subscriber, *, now: datetime) -> N
     session.exec(  # type: ignore[call-overload]
         update(Delivery)
         .where(col(Delivery.digest_id).in_(waiting), Delivery.status == DeliveryStatus.pending)
-        .values(status=DeliveryStatus.failed, last_error="unsubscribed before sending")
+        .values(status=DeliveryStatus.cancelled, last_error="unsubscribed before sending")
     )
 
 
