@@ -28,10 +28,13 @@ STOP_WORDS = frozenset(ENGLISH_STOP_WORDS - _KEEP)
 
 # Bigrams stop at sentence ends, clause marks and brackets: "Mixture-of-Experts (MoE)" gives no
 # "expert moe" bigram. A period inside a number ("1.58") is not a break.
-_BREAK = re.compile(r"[.!?;:]+(?=\s|$)|[,()\[\]{}\"“”|/]|\s[-–—]+\s")
+# Every pattern here runs in linear time on any input (a 1 MB word must not stall scoring):
+# possessive quantifiers never backtrack, and a run of marks is only tried from its start.
+_BREAK = re.compile(r"(?<![.!?;:])[.!?;:]++(?=\s|$)|[,()\[\]{}\"“”|/]|\s[-–—]++\s")
 # Decimal numbers stay whole ("1.58"); hyphens and underscores split words ("linear-attention").
-_TOKEN = re.compile(r"\d+(?:\.\d+)+|[^\W_]+")
-_ACRONYM_PLURAL = re.compile(r"[A-Z][A-Za-z0-9]*[A-Z][A-Za-z0-9]*s")
+_TOKEN = re.compile(r"\d++(?:\.\d++)+|[^\W_]++")
+# Two capitals then a plural s: the first run has no capital, so it cannot backtrack.
+_ACRONYM_PLURAL = re.compile(r"[A-Z][a-z0-9]*+[A-Z][A-Za-z0-9]*s")
 
 # A light suffix stemmer (see stem()): (suffix, replacement, shortest stem left), first hit wins.
 _RULES: tuple[tuple[str, str, int], ...] = (
