@@ -4,13 +4,16 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The semantic extra's torch: pinned so pip takes the CPU wheel, not a multi-GB CUDA build.
+TORCH_VERSION ?= 2.13.0
 
 .PHONY: demo test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet -e '.[test,semantic]'
 	touch $@
 
 demo: $(BIN)/.installed
