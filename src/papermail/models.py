@@ -68,6 +68,29 @@ class Paper(SQLModel, table=True):
         default=None, index=True, description="When a newer version than ours came in"
     )
     updated_at: datetime = Field(default_factory=utcnow)
+    # What the sources give beyond the text (issue 12), shown in digests and on /papers.
+    arxiv_id: str | None = Field(default=None, max_length=64)
+    pdf_url: str | None = Field(default=None, max_length=500)
+    hf_url: str | None = Field(default=None, max_length=500)
+    code_url: str | None = Field(default=None, max_length=500)
+    code_stars: int | None = None
+    project_url: str | None = Field(default=None, max_length=500)
+    thumbnail_url: str | None = Field(default=None, max_length=500)
+    ai_summary: str | None = Field(default=None, sa_column=Column(Text))
+    ai_keywords: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    affiliations: dict[str, str] = Field(
+        default_factory=dict,
+        sa_column=Column(JSON, nullable=False, server_default="{}"),
+        description="Author name -> affiliation, when the source gives them",
+    )
+    comments_count: int | None = Field(default=None, description="Comments on the HF page")
+    primary_category: str | None = Field(default=None, max_length=40)
+    comments: str | None = Field(
+        default=None, sa_column=Column(Text), description='arXiv comment: "Accepted at ICLR"'
+    )
+    journal_ref: str | None = Field(default=None, max_length=500)
 
 
 class Subscriber(SQLModel, table=True):

@@ -23,6 +23,7 @@ from papermail.sources import PaperRecord, ParseResult
 from papermail.sources.arxiv import fetch_arxiv
 from papermail.sources.detect import read_path
 from papermail.sources.hf_api import fetch_hf_daily_papers
+from papermail.sources.records import DETAIL_FIELDS, detail_values
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ _MERGED_FIELDS = (
     "listing_day",
     "upvotes",
     "url",
+    "arxiv_id",
+    *DETAIL_FIELDS,
 )
 
 
@@ -86,6 +89,8 @@ def _values(record: PaperRecord) -> dict[str, object]:
         "url": record.url,
         "source": record.source,
         "version": record.version,
+        "arxiv_id": record.arxiv_id,
+        **detail_values(record),
     }
 
 
@@ -127,7 +132,7 @@ def upsert_papers(
         changes = {
             name: value
             for name, value in values.items()
-            if value not in (None, [], "")
+            if value not in (None, [], "", {})
             and getattr(paper, name) != value
             and name not in ("source", "listing_day", "version")
         }

@@ -54,13 +54,14 @@ def parse_arxiv_atom(
         result.skipped.append(
             f"feed: broken XML ({feed.bozo_exception}); later entries may be lost"
         )
+    affiliations = _affiliations(payload)
     for position, entry in enumerate(feed.entries):
         announce_type = _text(entry.get("arxiv_announce_type")).lower()
         revision = announce_type.startswith("replace") and announce_type not in announce_types
         if announce_type and announce_type not in announce_types and not revision:
             log.debug("arXiv: leaving out %s (%s)", entry.get("id"), announce_type)
             continue
-        outcome = _record(entry, position, listing_day=listing_day)
+        outcome = _record(entry, position, listing_day=listing_day, affiliations=affiliations)
         if isinstance(outcome, str):
             log.info("arXiv: skipped %s", outcome)
             result.skipped.append(outcome)
@@ -125,7 +126,13 @@ def _is_rss(feed: Any) -> bool:
     return "rss.arxiv.org" in (feed.feed.get("id", "") + feed.feed.get("link", ""))
 
 
-def _record(entry: Any, position: int, *, listing_day: date | None) -> PaperRecord | str:
+def _record(
+    entry: Any,
+    position: int,
+    *,
+    listing_day: date | None,
+    affiliations: dict[str, tuple[tuple[str, str], ...]] | None = None,
+) -> PaperRecord | str:
     """One entry as a record, or the reason it was skipped."""
     raw_id = _text(entry.get("id"))
     arxiv_id = normalize_arxiv_id(raw_id)
@@ -146,7 +153,50 @@ def _record(entry: Any, position: int, *, listing_day: date | None) -> PaperReco
         url=f"https://arxiv.org/abs/{arxiv_id}" if arxiv_id else entry.get("link"),
         arxiv_id=arxiv_id,
         version=arxiv_version(raw_id),
+        pdf_url=_pdf_link(entry) or (f"https://arxiv.org/pdf/{arxiv_id}" if arxiv_id else None),
+        affiliations=(affiliations or {}).get(raw_id, ()),
+        primary_category=_text((entry.get("arxiv_primary_category") or {}).get("term")) or None,
+        comments=_text(entry.get("arxiv_comment")) or None,
+        journal_ref=_text(entry.get("arxiv_journal_ref")) or None,
     )
+
+
+def _pdf_link(entry: Any) -> str | None:
+    for link in entry.get("links", []):
+        if link.get("title") == "pdf" or link.get("type") == "application/pdf":
+            return _text(link.get("href")).replace("http://arxiv.org/", "https://arxiv.org/")
+    return None
+
+
+_ATOM = "{http://www.w3.org/2005/Atom}"
+_ARXIV = "{http://arxiv.org/schemas/atom}"
+
+
+def _affiliations(payload: bytes | str) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Entry id -> (author, affiliation) pairs. feedparser keeps one affiliation per entry, not
+    whose it is, so the API's `author/arxiv:affiliation` are read here (no entities, no network);
+    a document lxml cannot read simply has none."""
+    from lxml import etree
+
+    data = payload.encode("utf-8") if isinstance(payload, str) else payload
+    if b"affiliation" not in data:
+        return {}
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, recover=True, huge_tree=False)
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError:
+        return {}
+    found: dict[str, tuple[tuple[str, str], ...]] = {}
+    for entry in [] if root is None else root.iter(f"{_ATOM}entry"):
+        pairs = []
+        for author in entry.iter(f"{_ATOM}author"):
+            name = _text(author.findtext(f"{_ATOM}name"))
+            place = _text(author.findtext(f"{_ARXIV}affiliation"))
+            if name and place:
+                pairs.append((name, place))
+        if pairs:
+            found[_text(entry.findtext(f"{_ATOM}id"))] = tuple(pairs)
+    return found
 
 
 def _text(value: Any) -> str:

@@ -115,6 +115,8 @@ def _record(item: Any, position: int) -> PaperRecord | str:
         return f"{label}: {title[:60]!r} has no summary"
     authors = _authors(paper.get("authors"))
     upvotes = paper.get("upvotes")
+    arxiv_id = normalize_arxiv_id(raw_id)
+    keywords = paper.get("ai_keywords")
     return PaperRecord(
         title=title,
         abstract=abstract,
@@ -126,8 +128,23 @@ def _record(item: Any, position: int) -> PaperRecord | str:
         listing_day=_day(paper.get("submittedOnDailyAt")),
         upvotes=upvotes if isinstance(upvotes, int) and not isinstance(upvotes, bool) else None,
         url=f"https://huggingface.co/papers/{raw_id}" if raw_id else None,
-        arxiv_id=normalize_arxiv_id(raw_id),
+        arxiv_id=arxiv_id,
+        hf_url=f"https://huggingface.co/papers/{raw_id}" if raw_id else None,
+        pdf_url=f"https://arxiv.org/pdf/{arxiv_id}" if arxiv_id else None,
+        code_url=_text(paper.get("githubRepo")) or None,
+        code_stars=_count(paper.get("githubStars")),
+        project_url=_text(paper.get("projectPage")) or None,
+        thumbnail_url=_text(item.get("thumbnail")) or _text(paper.get("thumbnail")) or None,
+        ai_summary=_text(paper.get("ai_summary")) or None,
+        ai_keywords=tuple(filter(None, map(_text, keywords))) if isinstance(keywords, list) else (),
+        comments_count=_count(item.get("numComments")),
     )
+
+
+def _count(value: Any) -> int | None:
+    """A non-negative integer, else missing (JSON booleans are not counts)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
 
 
 def _text(value: Any) -> str:

@@ -31,6 +31,20 @@ class PaperRecord:
     # The arXiv version ("v2" -> 2) when the source names it; a higher one than stored marks the
     # paper revised, so subscribers who had it see it as "updated" instead of it being resent.
     version: int | None = None
+    # What a source says beyond the text (issue 12): links, code, summaries, arXiv metadata.
+    pdf_url: str | None = None
+    hf_url: str | None = None
+    code_url: str | None = None
+    code_stars: int | None = None
+    project_url: str | None = None
+    thumbnail_url: str | None = None
+    ai_summary: str | None = None
+    ai_keywords: tuple[str, ...] = ()
+    affiliations: tuple[tuple[str, str], ...] = ()  # (author name, affiliation), when given
+    comments_count: int | None = None
+    primary_category: str | None = None
+    comments: str | None = None  # arXiv's comment: "Accepted at ICLR 2025", "14 pages"
+    journal_ref: str | None = None
 
     @property
     def paper_id(self) -> str:
@@ -50,6 +64,32 @@ class ParseResult:
     # New versions of older papers (arXiv's "replace" announcements): they update papers already
     # stored and never add one, since a digest is for new work.
     revisions: list[PaperRecord] = field(default_factory=list)
+
+
+# The fields above that ingest stores as they are (and lets a later sighting fill in).
+DETAIL_FIELDS = (
+    "pdf_url",
+    "hf_url",
+    "code_url",
+    "code_stars",
+    "project_url",
+    "thumbnail_url",
+    "ai_summary",
+    "ai_keywords",
+    "affiliations",
+    "comments_count",
+    "primary_category",
+    "comments",
+    "journal_ref",
+)
+
+
+def detail_values(record: PaperRecord) -> dict[str, object]:
+    """The DETAIL_FIELDS of a record as Paper columns take them (JSON lists and objects)."""
+    values: dict[str, object] = {name: getattr(record, name) for name in DETAIL_FIELDS}
+    values["ai_keywords"] = list(record.ai_keywords)
+    values["affiliations"] = dict(record.affiliations)
+    return values
 
 
 def normalize_arxiv_id(raw: str | None) -> str | None:
