@@ -50,9 +50,10 @@ def test_every_verb_has_help(verb, tmp_path):
 def test_demo_from_a_fresh_directory(tmp_path):
     result = run(["demo"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (tmp_path / "var" / "papermail.db").is_file()
-    emls = sorted((tmp_path / "var" / "outbox").glob("*.eml"))
-    htmls = sorted((tmp_path / "var" / "outbox").glob("*.html"))
+    demo_dir = tmp_path / "var" / "demo"
+    assert (demo_dir / "papermail.db").is_file()
+    emls = sorted((demo_dir / "outbox").glob("*.eml"))
+    htmls = sorted((demo_dir / "outbox").glob("*.html"))
     assert len(emls) == len(htmls) == 4, result.stdout
     recipients = {
         str(message_from_bytes(p.read_bytes(), policy=policy.default)["To"]) for p in emls
@@ -70,7 +71,7 @@ def test_demo_from_a_fresh_directory(tmp_path):
 
     again = run(["demo"], tmp_path)
     assert again.returncode == 0, again.stderr
-    assert len(list((tmp_path / "var" / "outbox").glob("*.eml"))) == 8
+    assert len(list((demo_dir / "outbox").glob("*.eml"))) == 8
 
 
 def test_subscribers_add_list_remove_and_clear_errors(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -83,9 +84,10 @@ def test_demo_runs_from_installed_wheel(wheel, tmp_path):
     demo = subprocess.run(
         [str(target / "bin" / "papermail"), "demo"],
         cwd=workdir,
+        env={**os.environ, "VAR_DIR": str(workdir / "var")},
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert len(list((workdir / "var" / "outbox").glob("*.html"))) == 4
+    assert len(list((workdir / "var" / "demo" / "outbox").glob("*.html"))) == 4

@@ -319,19 +319,41 @@ def digest_summary(session: Session, issue_date: date) -> list[tuple[str, int, s
     return rows
 
 
+def demo_settings(settings: Settings, where: Path | None = None) -> Settings:
+    """The demo's own world: a database and an outbox under `where` (default VAR_DIR/demo),
+    tasks in-process, mail to files. Never DATABASE_URL's database, never VAR_DIR's."""
+    where = where or settings.var_dir / "demo"
+    return settings.model_copy(
+        update={
+            "var_dir": where,
+            "database_url": "",
+            "redis_url": "",
+            "mail_backend": "outbox",
+            "outbox_dir": where / "outbox",
+        }
+    )
+
+
 @app.command()
 def demo(
     fresh: Annotated[bool, typer.Option(help="Start from an empty demo database.")] = True,
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Where the demo keeps its database and outbox."),
+    ] = None,
 ) -> None:
-    """Ingest the sample pages, add sample subscribers, run the daily job, show the digests."""
+    """Ingest the sample pages, add sample subscribers, run the daily job, show the digests.
+
+    The demo works in its own directory (VAR_DIR/demo unless --dir says otherwise) with its own
+    database and outbox: your subscribers and papers are never touched."""
     from workers import tasks
 
-    # The demo always runs in-process; mail goes wherever MAIL_BACKEND says (the outbox by default).
-    settings = get_settings().model_copy(update={"redis_url": ""})
-    if fresh and not settings.database_url:
-        db_file = settings.var_dir / "papermail.db"
+    settings = demo_settings(get_settings(), directory)
+    db_file = settings.var_dir / "papermail.db"
+    if fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+    console.print(f"demo database {db_file.resolve()} (your own data is not touched)")
     settings, engine = _setup(settings)
     started = datetime.now().timestamp()
     with session_scope(engine) as session:
