@@ -109,6 +109,13 @@ class Settings(BaseSettings):
         7, description="How far back a subscriber's first digest looks for new papers."
     )
     send_empty_digests: bool = Field(False, description="Send a digest even when no paper matched.")
+    show_thumbnails: bool = Field(
+        False,
+        description="Show each paper's thumbnail in digests (remote images: a privacy choice).",
+    )
+    compact_after: int = Field(
+        20, ge=0, description="Papers past this many in a digest are compact: title, links, why."
+    )
     daily_sources: list[str] = Field(
         default_factory=lambda: ["hf", "arxiv:cs.LG+cs.CL+cs.CV"],
         description="What the daily job ingests: `hf`, `arxiv:CATS`, or file/folder paths (JSON).",
