@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -91,6 +92,18 @@ class Paper(SQLModel, table=True):
         default=None, sa_column=Column(Text), description='arXiv comment: "Accepted at ICLR"'
     )
     journal_ref: str | None = Field(default=None, max_length=500)
+
+
+class PaperEmbedding(SQLModel, table=True):
+    """A paper's sentence embedding (``ranking.dense``), computed once and stored: float16 bytes.
+    A vector of another model, or of a text that has since changed, is stale and re-encoded."""
+
+    paper_id: str = Field(
+        sa_column=Column(String(64), ForeignKey("paper.id", ondelete="CASCADE"), primary_key=True)
+    )
+    model: str = Field(max_length=100)
+    text_hash: str = Field(max_length=16, description="Fingerprint of the embedded text")
+    vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class Subscriber(SQLModel, table=True):
