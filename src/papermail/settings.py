@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     synonyms_file: str = Field(
         "", description="A file of extra synonyms, same format as the packaged `synonyms.txt`."
     )
+    semantic: bool = Field(
+        False,
+        description="Fuse a sentence-embedding similarity into ranking; needs "
+        "`papermail[semantic]`. Ingest then stores one vector per paper.",
+    )
     corpus_days: int = Field(90, description="Days of stored papers the TF-IDF model is fitted on.")
     lookback_days: int = Field(
         7, description="How far back a subscriber's first digest looks for new papers."
