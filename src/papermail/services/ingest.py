@@ -13,6 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from papermail.db import session_scope
@@ -21,6 +22,7 @@ from papermail.models import Paper, utcnow
 from papermail.settings import Settings
 from papermail.sources import PaperRecord, ParseResult
 from papermail.sources.arxiv import fetch_arxiv
+from papermail.sources.clean import clean_records
 from papermail.sources.detect import read_path
 from papermail.sources.hf_api import fetch_hf_daily_papers
 from papermail.sources.records import DETAIL_FIELDS, detail_values
@@ -168,11 +170,50 @@ def ingest_result(
     engine: Engine, source: str, result: ParseResult, *, now: datetime | None = None
 ) -> IngestReport:
     report = IngestReport(source=source, parsed=len(result.records), skipped=list(result.skipped))
-    with session_scope(engine) as session:
-        upsert_papers(session, result.records, report, now=now)
-        apply_revisions(session, result.revisions, report, now=now)
-    for reason in result.skipped:
+    # Every record is cleaned (NULs, sizes, 32-bit integers) or skipped with its reason before
+    # the database sees it: one bad record must not abort the source (issue 15 #9).
+    records = clean_records(result.records, report.skipped)
+    revisions = clean_records(result.revisions, report.skipped)
+    try:
+        with session_scope(engine) as session:
+            upsert_papers(session, records, report, now=now)
+            apply_revisions(session, revisions, report, now=now)
+    except DBAPIError as exc:
+        # Something the cleaning did not foresee: store record by record, skipping what fails.
+        log.warning("%s: storing one record at a time (%s)", source, _first_line(exc))
+        report = _ingest_one_by_one(engine, source, result, records, revisions, now=now)
+    for reason in report.skipped[len(result.skipped) :]:
         log.warning("%s: skipped %s", source, reason)
+    return report
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["error"])[0][:200]
+
+
+def _ingest_one_by_one(
+    engine: Engine,
+    source: str,
+    result: ParseResult,
+    records: Sequence[PaperRecord],
+    revisions: Sequence[PaperRecord],
+    *,
+    now: datetime | None,
+) -> IngestReport:
+    report = IngestReport(source=source, parsed=len(result.records), skipped=list(result.skipped))
+    clean_records(result.records, report.skipped)
+    clean_records(result.revisions, report.skipped)
+    for store, batch in ((upsert_papers, records), (apply_revisions, revisions)):
+        for record in batch:
+            attempt = IngestReport(source=source)
+            try:
+                with session_scope(engine) as session:
+                    store(session, [record], attempt, now=now)
+            except DBAPIError as exc:
+                report.skipped.append(f"{record.title[:60]!r}: {_first_line(exc)}")
+                continue
+            for name in ("inserted", "updated", "unchanged", "revised"):
+                setattr(report, name, getattr(report, name) + getattr(attempt, name))
     return report
 
 
@@ -220,7 +261,9 @@ def ingest_sources(
 ) -> list[IngestReport]:
     """Ingest source specs: `hf` (Hugging Face daily papers of `day`), `arxiv:cs.LG+cs.CL`
     (arXiv's announcement feed), or a file or folder path. A failing source is reported and
-    leaves the others untouched."""
+    leaves the others untouched. With SEMANTIC on, the papers' vectors follow (after the
+    papers are committed; a failure to encode is logged and loses no paper)."""
+    started = now or utcnow()
     reports: list[IngestReport] = []
     for spec in specs:
         try:
@@ -233,4 +276,8 @@ def ingest_sources(
             reports.extend(ingest_paths(engine, expand_paths([Path(spec)]), now=now))
         else:
             reports.append(ingest_result(engine, spec, result, now=now))
+    if settings.semantic:
+        from papermail.services.embeddings import embed_after_ingest
+
+        embed_after_ingest(engine, settings, since=started)
     return reports
