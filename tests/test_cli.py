@@ -28,15 +28,26 @@ VERBS = [
 ]
 
 
-def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def clean_env(cwd: Path, **env: str) -> dict[str, str]:
+    """The environment minus papermail's settings; data goes to `cwd`/var unless `env` says."""
     clean = {
         k: v
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_BACKEND", "VAR_DIR")
     }
-    clean.update(env, COLUMNS="200")
+    clean.update({"VAR_DIR": str(cwd / "var"), "COLUMNS": "200"}, **env)
+    return clean
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(PAPERMAIL), *args], cwd=cwd, env=clean, capture_output=True, text=True, timeout=300
+        [str(PAPERMAIL), *args],
+        cwd=cwd,
+        env=clean_env(cwd, **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -112,7 +123,7 @@ def test_subscribers_add_list_remove_and_clear_errors(tmp_path):
         assert needle in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
-    removed = run(["subscribers", "remove", "ada@example.org"], tmp_path)
+    removed = run(["subscribers", "remove", "ada@example.org", "--yes"], tmp_path)
     assert removed.returncode == 0
     assert "ada@example.org" not in run(["subscribers", "list"], tmp_path).stdout
 

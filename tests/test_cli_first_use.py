@@ -5,9 +5,25 @@ a pipe. Subprocesses in a fresh directory, real SQLite (and PostgreSQL where it 
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from pathlib import Path
 
-from tests.test_cli import run
+from tests.test_cli import PAPERMAIL, clean_env
+
+
+def run(
+    args: list[str], cwd: Path, *, input: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`papermail ARGS` in `cwd`, with `input` on stdin (a pipe, never the terminal)."""
+    return subprocess.run(
+        [str(PAPERMAIL), *args],
+        cwd=cwd,
+        env=clean_env(cwd, **env),
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _count(db: Path, table: str) -> int:
@@ -45,3 +61,70 @@ def test_demo_never_touches_the_users_database(tmp_path):
     assert run(["demo"], tmp_path, **env_url).returncode == 0
     assert other.read_bytes() == url_before
     assert _count(db, "subscriber") == 2
+
+
+def _listed(tmp_path: Path, env: dict[str, str]) -> str:
+    result = run(["subscribers", "list"], tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_subscribers_add_again_changes_only_what_was_given(tmp_path):
+    """Issue 15.3: re-adding an address reset its time zone, hour and exclusions."""
+    env = {"VAR_DIR": str(tmp_path / "var")}
+    first = run(
+        [
+            *("subscribers", "add", "ada@example.org", "-k", "linear attention", "-k", "MoE"),
+            *("-x", "diffusion", "--timezone", "Europe/Berlin", "--hour", "8"),
+        ],
+        tmp_path,
+        **env,
+    )
+    assert first.returncode == 0, first.stderr
+    assert "subscribed ada@example.org" in first.stdout
+
+    again = run(["subscribers", "add", "ada@example.org", "--hour", "9"], tmp_path, **env)
+    assert again.returncode == 0, again.stderr
+    assert "updated ada@example.org" in again.stdout and "subscribed" not in again.stdout
+    listed = _listed(tmp_path, env)
+    assert "daily 09:00 Europe/Berlin" in listed
+    assert "linear attention, MoE" in listed and "diffusion" in listed
+
+    # -k replaces the keyword list, -x the exclusions; what is not given stays.
+    run(["subscribers", "add", "ada@example.org", "-k", "state space models"], tmp_path, **env)
+    listed = _listed(tmp_path, env)
+    assert "state space models" in listed and "linear attention" not in listed
+    assert "diffusion" in listed and "09:00 Europe/Berlin" in listed
+    run(["subscribers", "add", "ada@example.org", "--frequency", "weekly"], tmp_path, **env)
+    assert "weekly 09:00 Europe/Berlin" in _listed(tmp_path, env)
+
+    # A new address still needs keywords.
+    new = run(["subscribers", "add", "bob@example.org"], tmp_path, **env)
+    assert new.returncode != 0 and "keyword" in new.stderr
+
+
+def test_subscribers_remove_asks_and_clears_rate_limit_rows(tmp_path):
+    """Issue 15.3: `subscribers remove` asks first (--yes skips) and forgets the address's
+    rate-limit counts."""
+    from papermail.services.subscriptions import address_key
+
+    env = {"VAR_DIR": str(tmp_path / "var")}
+    assert (
+        run(["subscribers", "add", "ada@example.org", "-k", "x"], tmp_path, **env).returncode == 0
+    )
+    db = tmp_path / "var" / "papermail.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "insert into ratelimithit (key, created_at) values (?, '2026-01-01 00:00:00')",
+            (address_key("ada@example.org"),),
+        )
+    declined = run(["subscribers", "remove", "ada@example.org"], tmp_path, input="n\n", **env)
+    assert declined.returncode != 0
+    assert "Remove ada@example.org" in declined.stdout
+    assert "ada@example.org" in _listed(tmp_path, env)
+    assert _count(db, "ratelimithit") == 1
+
+    removed = run(["subscribers", "remove", "ada@example.org", "--yes"], tmp_path, **env)
+    assert removed.returncode == 0, removed.stderr
+    assert "ada@example.org" not in _listed(tmp_path, env)
+    assert _count(db, "ratelimithit") == 0

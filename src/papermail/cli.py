@@ -141,33 +141,52 @@ def ingest(
 @subscribers_app.command("add")
 def subscribers_add(
     email: str,
-    keyword: Annotated[list[str], typer.Option("--keyword", "-k", help="Interest (repeat).")],
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Excluded.")] = None,
-    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Berlin.")] = "UTC",
-    hour: Annotated[int, typer.Option(help="Local hour to send at (0-23).")] = 7,
+    keyword: Annotated[
+        list[str] | None,
+        typer.Option("--keyword", "-k", help="Interest (repeat); replaces the existing ones."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", "-x", help="Excluded (repeat); replaces the existing ones."),
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA time zone, e.g. Europe/Berlin (new: UTC).")
+    ] = None,
+    hour: Annotated[int | None, typer.Option(help="Local hour to send at, 0-23 (new: 7).")] = None,
     frequency: Annotated[
-        Frequency, typer.Option(help="daily, weekly or paused.")
-    ] = Frequency.daily,
-    weekday: Annotated[int, typer.Option(help="Weekly digests: 0=Monday .. 6=Sunday.")] = 0,
-    max_papers: Annotated[int, typer.Option(help="Papers per digest.")] = 10,
-    unconfirmed: Annotated[bool, typer.Option(help="Leave unconfirmed (no mail).")] = False,
+        Frequency | None, typer.Option(help="daily, weekly or paused (new: daily).")
+    ] = None,
+    weekday: Annotated[
+        int | None, typer.Option(help="Weekly digests: 0=Monday .. 6=Sunday (new: 0).")
+    ] = None,
+    max_papers: Annotated[int | None, typer.Option(help="Papers per digest (new: 10).")] = None,
+    unconfirmed: Annotated[
+        bool, typer.Option(help="A new subscriber stays unconfirmed (no mail).")
+    ] = False,
 ) -> None:
-    """Add a subscriber (confirmed, since an operator adds them) or update their interests."""
+    """Add a subscriber (confirmed, since an operator adds them), or update one: an existing
+    address changes only the options given (-k replaces its keywords, -x its exclusions)."""
     _, engine = _setup()
-    prefs = subscriptions.Preferences(
-        keywords=tuple(keyword),
-        excluded=tuple(exclude or ()),
-        timezone=timezone,
-        send_hour=hour,
-        frequency=frequency,
-        weekly_day=weekday,
-        max_papers=max_papers,
-    )
+    given = {
+        "keywords": tuple(keyword) if keyword else None,
+        "excluded": tuple(exclude) if exclude is not None else None,
+        "timezone": timezone,
+        "send_hour": hour,
+        "frequency": frequency,
+        "weekly_day": weekday,
+        "max_papers": max_papers,
+    }
+    changes = {name: value for name, value in given.items() if value is not None}
     with session_scope(engine) as session:
-        sub = subscriptions.add_subscriber(
-            session, email=email, prefs=prefs, confirmed=not unconfirmed
+        sub, created = subscriptions.save_subscriber(
+            session, email=email, changes=changes, confirmed=False if unconfirmed else None
         )
-    console.print(f"subscribed {sub.email} (id {sub.id})")
+    if created:
+        console.print(f"subscribed {sub.email} (id {sub.id})")
+        return
+    what = ", ".join(changes) or "nothing"
+    note = " (unsubscribed: they resubscribe from their own link)" if sub.unsubscribed_at else ""
+    console.print(f"updated {sub.email} (id {sub.id}): {what}{note}")
 
 
 @subscribers_app.command("list")
@@ -196,14 +215,23 @@ def subscribers_list() -> None:
 
 
 @subscribers_app.command("remove")
-def subscribers_remove(email: str) -> None:
-    """Delete a subscriber with their interests and history."""
+def subscribers_remove(
+    email: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a subscriber with their interests, history and rate-limit counts (asks first)."""
     _, engine = _setup()
+    address = subscriptions.normalize_email(email)
     with session_scope(engine) as session:
-        removed = subscriptions.remove_subscriber(session, email)
+        if subscriptions.get_by_email(session, address) is None:
+            raise PapermailError(f"no subscriber {email!r}")
+    if not yes:
+        typer.confirm(f"Remove {address} with their interests, digests and ratings?", abort=True)
+    with session_scope(engine) as session:
+        removed = subscriptions.remove_subscriber(session, address)
     if not removed:
         raise PapermailError(f"no subscriber {email!r}")
-    console.print(f"removed {email}")
+    console.print(f"removed {address}")
 
 
 @app.command()

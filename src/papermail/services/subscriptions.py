@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -143,6 +143,36 @@ def add_subscriber(
     return subscriber
 
 
+def save_subscriber(
+    session: Session,
+    *,
+    email: str,
+    changes: Mapping[str, object],
+    confirmed: bool | None = None,
+) -> tuple[Subscriber, bool]:
+    """An operator's add-or-update: a new address takes `changes` over the defaults (and needs
+    keywords); an existing one changes only the `Preferences` fields named in `changes` (so
+    keywords given replace its keywords, and keywords not given stay). `confirmed` None leaves
+    the confirmation (and unsubscribe) state of an existing subscriber alone. Returns the row
+    and whether it is new."""
+    address = normalize_email(email)
+    subscriber = get_by_email(session, address)
+    created = subscriber is None
+    if subscriber is None:
+        subscriber = Subscriber(email=address)
+        base = Preferences()
+    else:
+        base = preferences_of(session, subscriber)
+    prefs = replace(base, **changes)  # type: ignore[arg-type]
+    if confirmed is True or (created and confirmed is None):
+        subscriber.confirmed = True
+        subscriber.unsubscribed_at = None
+    elif confirmed is False and created:
+        subscriber.confirmed = False
+    apply_preferences(session, subscriber, prefs)
+    return subscriber, created
+
+
 def interests_of(session: Session, subscriber_id: int) -> list[Interest]:
     return list(
         session.exec(
@@ -159,11 +189,12 @@ def keywords_of(session: Session, subscriber_id: int) -> tuple[str, ...]:
 
 
 def remove_subscriber(session: Session, email: str) -> bool:
-    """Delete the subscriber with their interests and history (rows cascade)."""
+    """Delete the subscriber with their interests and history (rows cascade) and the rate-limit
+    counts kept under their address."""
     subscriber = get_by_email(session, normalize_email(email))
     if subscriber is None:
         return False
-    session.delete(subscriber)
+    delete_subscriber(session, subscriber)
     return True
 
 
