@@ -81,6 +81,7 @@ def token_for(
         purpose,
         subscriber.id,
         version=subscriber.token_version if version is None else version,
+        nonce=subscriber.link_nonce,
         extra=x or None,
     )
 

@@ -6,6 +6,7 @@ PostgreSQL alike and gives them back aware.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
@@ -26,6 +27,12 @@ from sqlmodel import Field, SQLModel
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_link_nonce() -> str:
+    """A subscriber's link nonce: every link token carries it, so a row never opens with the
+    links of another row that once had the same id."""
+    return secrets.token_urlsafe(16)
 
 
 def parse_moment(text: str) -> datetime:
@@ -107,6 +114,9 @@ class PaperEmbedding(SQLModel, table=True):
 
 
 class Subscriber(SQLModel, table=True):
+    # AUTOINCREMENT: SQLite never gives a deleted subscriber's id to a new one.
+    __table_args__ = {"sqlite_autoincrement": True}
+
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(unique=True, index=True, max_length=320)
     confirmed: bool = False
@@ -117,6 +127,16 @@ class Subscriber(SQLModel, table=True):
     weekly_day: int = Field(default=0, ge=0, le=6, description="0 = Monday, for weekly digests")
     max_papers: int = Field(default=10, ge=1, le=100)
     token_version: int = Field(default=0, description="Bump to invalidate every link sent so far")
+    link_nonce: str = Field(
+        default_factory=new_link_nonce,
+        max_length=32,
+        description="Random; in every link token, so links only ever open this row",
+    )
+    legacy_links: bool = Field(
+        default=False,
+        sa_column=Column(Boolean, nullable=False, server_default=false()),
+        description="Existed before link nonces: its old-format links (no nonce) still work",
+    )
     confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
     snoozed_until: date | None = Field(default=None, description="No digests before this day")

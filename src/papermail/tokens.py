@@ -2,7 +2,9 @@
 
 Each purpose signs with its own salt, so a "view" token found in a forwarded email cannot be
 replayed as a "manage" or "unsubscribe" token. ``version`` lets the caller revoke every link sent
-so far by bumping ``Subscriber.token_version``; this module only carries it.
+so far by bumping ``Subscriber.token_version``; ``nonce`` (``Subscriber.link_nonce``, random per
+row) ties a token to the row it was made for, so a row that gets a deleted row's id never opens
+with its links. This module only carries both; ``web.links`` checks them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class TokenData:
     subscriber_id: int
     version: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    nonce: str | None = None  # None: a token from before nonces (issue 15.1)
 
 
 class TokenError(PapermailError):
@@ -83,11 +86,14 @@ def make_token(
     subscriber_id: int,
     *,
     version: int = 0,
+    nonce: str | None = None,
     extra: dict[str, Any] | None = None,
     issued_at: datetime | None = None,
 ) -> str:
     """Sign a URL-safe token; ``extra`` must be JSON-serializable (e.g. a digest id)."""
     payload: dict[str, Any] = {"s": subscriber_id, "v": version}
+    if nonce:
+        payload["n"] = nonce
     if extra:
         payload["x"] = extra
     return str(_serializer(secret, purpose, issued_at).dumps(payload))
@@ -116,11 +122,13 @@ def _to_data(payload: Any, purpose: Purpose) -> TokenData:
     if not isinstance(payload, dict):
         raise invalid
     subscriber_id, version, extra = payload.get("s"), payload.get("v", 0), payload.get("x", {})
+    nonce = payload.get("n")
     if not (
         isinstance(subscriber_id, int)
         and not isinstance(subscriber_id, bool)
         and isinstance(version, int)
         and isinstance(extra, dict)
+        and (nonce is None or (isinstance(nonce, str) and nonce))
     ):
         raise invalid
-    return TokenData(subscriber_id=subscriber_id, version=version, extra=extra)
+    return TokenData(subscriber_id=subscriber_id, version=version, extra=extra, nonce=nonce)

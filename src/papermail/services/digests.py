@@ -360,7 +360,12 @@ def digest_links(settings: Settings, subscriber: Subscriber, digest_id: int | No
     def link(purpose: Purpose, path: str, extra: dict | None = None) -> str:
         assert subscriber.id is not None
         token = make_token(
-            secret, purpose, subscriber.id, version=subscriber.token_version, extra=extra
+            secret,
+            purpose,
+            subscriber.id,
+            version=subscriber.token_version,
+            nonce=subscriber.link_nonce,
+            extra=extra,
         )
         return f"{base}/{path}/{token}"
 

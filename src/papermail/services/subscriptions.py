@@ -217,6 +217,7 @@ class SignUpResult:
     token_version: int
     keywords: tuple[str, ...]
     unsubscribed: bool = False
+    link_nonce: str = ""
 
 
 def request_subscription(session: Session, *, email: str, prefs: Preferences) -> SignUpResult:
@@ -237,6 +238,7 @@ def request_subscription(session: Session, *, email: str, prefs: Preferences) ->
             subscriber.token_version,
             keywords,
             unsubscribed=subscriber.unsubscribed_at is not None,
+            link_nonce=subscriber.link_nonce,
         )
     if subscriber is None:
         subscriber = Subscriber(email=address)
@@ -249,7 +251,12 @@ def request_subscription(session: Session, *, email: str, prefs: Preferences) ->
         return SignUpResult(SignUp.none, 0, address, 0, ())
     assert subscriber.id is not None
     return SignUpResult(
-        SignUp.confirm, subscriber.id, address, subscriber.token_version, prefs.keywords
+        SignUp.confirm,
+        subscriber.id,
+        address,
+        subscriber.token_version,
+        prefs.keywords,
+        link_nonce=subscriber.link_nonce,
     )
 
 

@@ -2,12 +2,15 @@
 
 Manage, view, feedback, feed and confirm links carry the subscriber's ``token_version`` and die
 when it is bumped ("invalidate old links", or a new sign-up of an unconfirmed address).
+Every link also carries the subscriber's random ``link_nonce``: a link opens only the row it was
+made for, never a new subscriber who got a deleted one's id.
 Unsubscribe links do not: an RFC 8058 link in an old mail must always unsubscribe, and
 unsubscribing is harmless.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from sqlmodel import Session
@@ -35,14 +38,23 @@ def token_for(
     subscriber_id: int,
     version: int,
     extra: dict[str, Any] | None = None,
+    *,
+    nonce: str | None = None,
 ) -> str:
-    return make_token(web.secret, purpose, subscriber_id, version=version, extra=extra)
+    return make_token(web.secret, purpose, subscriber_id, version=version, nonce=nonce, extra=extra)
 
 
 def path_for(web: Web, purpose: Purpose, subscriber: Subscriber, **extra: Any) -> str:
     """The app-relative path of a fresh link for `subscriber` (current token version)."""
     assert subscriber.id is not None
-    token = token_for(web, purpose, subscriber.id, subscriber.token_version, extra or None)
+    token = token_for(
+        web,
+        purpose,
+        subscriber.id,
+        subscriber.token_version,
+        extra or None,
+        nonce=subscriber.link_nonce,
+    )
     return PATHS[purpose].format(token)
 
 
@@ -79,6 +91,8 @@ def open_link(
             action_label=again[1],
         ) from None
     subscriber = session.get(Subscriber, data.subscriber_id)
+    if subscriber is not None and not _same_row(subscriber, data):
+        subscriber = None  # the link's subscriber was deleted; this row only has its id
     if subscriber is None:
         raise PageError(
             404,
@@ -97,6 +111,14 @@ def open_link(
             action_label=again[1],
         )
     return subscriber, data
+
+
+def _same_row(subscriber: Subscriber, data: TokenData) -> bool:
+    """A token names this row: its nonce matches, or it is an old-format token (no nonce) and
+    the row existed before nonces did (rows created since never accept one)."""
+    if data.nonce is None:
+        return subscriber.legacy_links
+    return hmac.compare_digest(data.nonce, subscriber.link_nonce)
 
 
 def open_digest(

@@ -20,9 +20,11 @@ from papermail.tokens import Purpose, make_token
 log = logging.getLogger(__name__)
 
 
-def _link(settings: Settings, purpose: Purpose, subscriber_id: int, version: int) -> str:
+def _link(
+    settings: Settings, purpose: Purpose, subscriber_id: int, version: int, nonce: str | None
+) -> str:
     token = make_token(
-        settings.secret_key.get_secret_value(), purpose, subscriber_id, version=version
+        settings.secret_key.get_secret_value(), purpose, subscriber_id, version=version, nonce=nonce
     )
     base = settings.base_url.rstrip("/")
     return f"{base}/{purpose.value}/{token}"
@@ -43,21 +45,33 @@ def _send(settings: Settings, email: str, rendered: emails.RenderedEmail) -> Non
 
 
 def send_confirmation(
-    settings: Settings, *, email: str, subscriber_id: int, version: int, keywords: Sequence[str]
+    settings: Settings,
+    *,
+    email: str,
+    subscriber_id: int,
+    version: int,
+    keywords: Sequence[str],
+    nonce: str | None = None,
 ) -> None:
     """Double opt-in: nothing is sent to `email` before this link is used."""
-    url = _link(settings, Purpose.confirm, subscriber_id, version)
+    url = _link(settings, Purpose.confirm, subscriber_id, version, nonce)
     context = emails.confirm_context(email=email, keywords=keywords, confirm_url=url)
     _send(settings, email, emails.get_renderer(settings).render("confirm", context))
 
 
 def send_manage_link(
-    settings: Settings, *, email: str, subscriber_id: int, version: int, unsubscribed: bool
+    settings: Settings,
+    *,
+    email: str,
+    subscriber_id: int,
+    version: int,
+    unsubscribed: bool,
+    nonce: str | None = None,
 ) -> None:
     """For an address that is already confirmed: a link to its settings, nothing changed."""
     context = {
         "email": email,
-        "manage_url": _link(settings, Purpose.manage, subscriber_id, version),
+        "manage_url": _link(settings, Purpose.manage, subscriber_id, version, nonce),
         "unsubscribed": unsubscribed,
     }
     _send(settings, email, emails.get_renderer(settings).render("manage_link", context))

@@ -84,6 +84,7 @@ def subscribe(
             subscriber_id=result.subscriber_id,
             version=result.token_version,
             keywords=result.keywords,
+            nonce=result.link_nonce,
         )
     elif result.action is SignUp.manage:
         background.add_task(
@@ -93,6 +94,7 @@ def subscribe(
             subscriber_id=result.subscriber_id,
             version=result.token_version,
             unsubscribed=result.unsubscribed,
+            nonce=result.link_nonce,
         )
     return form.finish(render(web, "sent", {"email": address, "kind": "subscribe"}))
 
@@ -165,6 +167,7 @@ def send_link(
                     subscriber_id=subscriber.id,
                     version=subscriber.token_version,
                     unsubscribed=subscriber.unsubscribed_at is not None,
+                    nonce=subscriber.link_nonce,
                 )
             else:
                 keywords = subscriptions.keywords_of(session, subscriber.id)
@@ -175,5 +178,6 @@ def send_link(
                     subscriber_id=subscriber.id,
                     version=subscriber.token_version,
                     keywords=keywords,
+                    nonce=subscriber.link_nonce,
                 )
     return form.finish(render(web, "sent", {"email": address, "kind": "link"}))
