@@ -234,6 +234,30 @@ def subscribers_remove(
     console.print(f"removed {address}")
 
 
+papers_app = typer.Typer(help="Papers ingested by mistake.", no_args_is_help=True)
+app.add_typer(papers_app, name="papers")
+
+
+@papers_app.command("remove")
+def papers_remove(
+    ids: Annotated[list[str], typer.Argument(help="Paper ids (as /papers and `rank` show).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete papers with their digest entries and ratings (asks first)."""
+    from papermail.services.ingest import remove_papers
+
+    _, engine = _setup()
+    if not yes:
+        typer.confirm(f"Remove {len(ids)} paper(s) with their digest entries?", abort=True)
+    with session_scope(engine) as session:
+        removed = remove_papers(session, ids)
+    for missing in sorted(set(ids) - set(removed)):
+        Console(stderr=True).print(f"no paper {missing!r}", markup=False, highlight=False)
+    console.print(f"removed {len(removed)} paper(s)")
+    if len(removed) < len(set(ids)):
+        raise typer.Exit(1)
+
+
 @app.command()
 def preview(
     email: str,

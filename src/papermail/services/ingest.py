@@ -218,14 +218,24 @@ def _ingest_one_by_one(
 
 
 def ingest_paths(
-    engine: Engine, paths: Sequence[Path], *, year: int | None = None, now: datetime | None = None
+    engine: Engine,
+    paths: Sequence[Path],
+    *,
+    year: int | None = None,
+    now: datetime | None = None,
+    strict: bool = False,
 ) -> list[IngestReport]:
-    """Each file is its own transaction: a broken file is reported and the others still land."""
+    """Each file is its own transaction: a broken file is reported and the others still land.
+    `strict` (files found in a folder): a file that is not a papers file is left out, noted."""
     reports = []
     for path in paths:
         try:
-            result = read_path(path, year=year)
+            result = read_path(path, year=year, strict=strict)
         except PapermailError as exc:
+            if strict:
+                log.warning("ingest: left out %s", exc)
+                reports.append(IngestReport(source=str(path), skipped=[str(exc)]))
+                continue
             log.error("ingest failed: %s", exc)
             reports.append(IngestReport(source=str(path), error=str(exc)))
             continue
@@ -273,7 +283,8 @@ def ingest_sources(
             reports.append(IngestReport(source=spec, error=str(exc)))
             continue
         if result is None:
-            reports.extend(ingest_paths(engine, expand_paths([Path(spec)]), now=now))
+            folder = Path(spec).is_dir()
+            reports.extend(ingest_paths(engine, expand_paths([Path(spec)]), now=now, strict=folder))
         else:
             reports.append(ingest_result(engine, spec, result, now=now))
     if settings.semantic:
@@ -281,3 +292,18 @@ def ingest_sources(
 
         embed_after_ingest(engine, settings, since=started)
     return reports
+
+
+def remove_papers(session: Session, ids: Sequence[str]) -> list[str]:
+    """Delete papers ingested by mistake, with what refers to them (digest entries, ratings,
+    embeddings); returns the ids that existed."""
+    from sqlalchemy import delete
+
+    from papermail.models import DigestItem, PaperEmbedding, Rating
+
+    found = list(session.exec(select(Paper.id).where(col(Paper.id).in_(list(ids)))))
+    if found:
+        for model in (DigestItem, Rating, PaperEmbedding):
+            session.exec(delete(model).where(col(model.paper_id).in_(found)))  # type: ignore[call-overload]
+        session.exec(delete(Paper).where(col(Paper.id).in_(found)))  # type: ignore[call-overload]
+    return found

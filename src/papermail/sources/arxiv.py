@@ -22,6 +22,7 @@ import httpx
 
 from papermail.errors import SourceError
 from papermail.settings import Settings
+from papermail.sources.guard import parser
 from papermail.sources.http import fetch_bytes
 from papermail.sources.records import (
     PaperRecord,
@@ -41,6 +42,7 @@ _RSS_PREFIX = re.compile(r"^arXiv:\S+\s+Announce Type:\s*\S+\s+Abstract:\s*", re
 _CATEGORY = re.compile(r"[a-z][a-z\-]*(?:\.[A-Za-z\-]+)?")
 
 
+@parser("arXiv")
 def parse_arxiv_atom(
     payload: bytes | str, *, announce_types: Collection[str] = DEFAULT_ANNOUNCE_TYPES
 ) -> ParseResult:
@@ -107,14 +109,17 @@ def _load_feed(payload: bytes | str) -> Any:
     data = payload.encode("utf-8") if isinstance(payload, str) else payload
     if not data.strip():
         raise SourceError("arXiv: the feed is empty")
-    feed = feedparser.parse(io.BytesIO(data))
+    try:
+        feed = feedparser.parse(io.BytesIO(data))
+    except (UnicodeError, LookupError) as exc:  # an odd declared encoding
+        raise SourceError(f"arXiv: not a readable Atom feed ({exc})") from exc
     if feed.bozo and not feed.entries:
         problem = feed.get("bozo_exception", "unreadable")
         raise SourceError(f"arXiv: not a readable Atom feed ({problem})")
     if not feed.version:
         raise SourceError("arXiv: expected an Atom feed, got another kind of document")
     for entry in feed.entries:
-        if "/api/errors" in entry.get("id", ""):
+        if "/api/errors" in (entry.get("id") or ""):
             raise SourceError(f"arXiv API error: {_text(entry.get('summary')) or 'unknown'}")
     return feed
 
@@ -123,7 +128,7 @@ def _is_rss(feed: Any) -> bool:
     """The daily feed carries announce types and lives on rss.arxiv.org; the API does neither."""
     if any(entry.get("arxiv_announce_type") for entry in feed.entries):
         return True
-    return "rss.arxiv.org" in (feed.feed.get("id", "") + feed.feed.get("link", ""))
+    return "rss.arxiv.org" in f"{feed.feed.get('id') or ''}{feed.feed.get('link') or ''}"
 
 
 def _record(

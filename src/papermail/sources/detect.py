@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import stat
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from papermail.errors import SourceError
 from papermail.sources.arxiv import parse_arxiv_atom
+from papermail.sources.guard import parser
 from papermail.sources.hf_api import parse_hf_daily_papers
 from papermail.sources.pages import parse_daily_papers_page
 from papermail.sources.records import PaperRecord, ParseResult
@@ -27,9 +29,13 @@ MAX_GIVEN_ID = 64  # the papers table's key length
 _FEED_ROOT = re.compile(r"<(?:[\w-]+:)?(?:feed|rss|RDF)\b")
 
 
-def read_path(path: Path, *, year: int | None = None) -> ParseResult:
-    """Parse `path` by sniffing its format; `year` is for daily-papers pages (see pages.py)."""
+def read_path(path: Path, *, year: int | None = None, strict: bool = False) -> ParseResult:
+    """Parse `path` by sniffing its format; `year` is for daily-papers pages (see pages.py).
+    `strict` (a file found in a folder, not named by a person) also refuses a text file that
+    does not look like a saved daily-papers page: a log must not become "papers"."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or a device would block or never end
+            raise SourceError(f"{path}: cannot read (not a regular file)")
         data = path.read_bytes()
     except OSError as exc:
         raise SourceError(f"{path}: cannot read ({exc.strerror or exc})") from exc
@@ -38,9 +44,34 @@ def read_path(path: Path, *, year: int | None = None) -> ParseResult:
     except UnicodeDecodeError as exc:
         raise SourceError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
-        return _parse(text, data, year=year)
+        result = _parse(text, data, year=year)
     except SourceError as exc:
         raise SourceError(f"{path}: {exc}") from exc
+    if strict and not _is_structured(text) and not _looks_like_page(text, result):
+        raise SourceError(f"{path}: not a papers file (no daily-papers header, no abstracts)")
+    return result
+
+
+# The words a saved Hugging Face daily-papers page starts with (see pages.py).
+_PAGE_HEADER = re.compile(
+    r"^\s*(?:daily papers|subscribe|get trending papers in your email)", re.I | re.M
+)
+_MIN_ABSTRACT = 300  # characters: a real abstract is a paragraph, not a log line
+
+
+def _is_structured(text: str) -> bool:
+    """JSON, JSON Lines and Atom are told apart by structure, not guessed from prose."""
+    return text.lstrip("\ufeff \t\r\n")[:1] in ("[", "{", "<")
+
+
+def _looks_like_page(text: str, result: ParseResult) -> bool:
+    """A daily-papers page: its header, or else abstracts that are paragraphs, not lines."""
+    if _PAGE_HEADER.search(text[:2000]):
+        return True
+    if not result.records or len(result.skipped) > len(result.records):
+        return False
+    long = sum(len(r.abstract) >= _MIN_ABSTRACT for r in result.records)
+    return long >= 0.8 * len(result.records)
 
 
 def _parse(text: str, data: bytes, *, year: int | None) -> ParseResult:
@@ -56,6 +87,7 @@ def _parse(text: str, data: bytes, *, year: int | None) -> ParseResult:
     return parse_daily_papers_page(text, year=year)
 
 
+@parser("JSON Lines")
 def parse_jsonl(text: str) -> ParseResult:
     """One JSON object per line with `id`, `title`, `abstract` (optional `authors`, `url`,
     `published`); the given id is kept as the paper id, so the corpus keeps its own keys."""
@@ -80,6 +112,8 @@ def parse_jsonl(text: str) -> ParseResult:
 def _jsonl_record(line: str, number: int) -> PaperRecord | str:
     try:
         item = json.loads(line)
+    except RecursionError:
+        return f"line {number}: JSON nested too deeply"
     except ValueError as exc:
         return f"line {number}: invalid JSON ({exc.msg})"
     if not isinstance(item, dict):
@@ -130,5 +164,5 @@ def _date(value: Any) -> date | None:
 def _is_single_object(text: str) -> bool:
     try:
         return isinstance(json.loads(text), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False

@@ -16,6 +16,7 @@ import httpx
 
 from papermail.errors import SourceError
 from papermail.settings import Settings
+from papermail.sources.guard import parser
 from papermail.sources.http import fetch_bytes
 from papermail.sources.records import PaperRecord, ParseResult, normalize_arxiv_id
 
@@ -27,6 +28,7 @@ MAX_PAGES = 20  # a day has a few dozen papers: more pages means the API stopped
 _WHAT = "Hugging Face daily papers"
 
 
+@parser("Hugging Face daily papers")
 def parse_hf_daily_papers(payload: bytes | str) -> ParseResult:
     """Records from one answer of `/api/daily_papers`; withdrawn or incomplete items are skipped."""
     return _parse_items(_load_items(payload))
@@ -73,6 +75,8 @@ def _load_items(payload: bytes | str) -> list[Any]:
         raise SourceError(f"{_WHAT}: expected a JSON list, got HTML")
     try:
         data = json.loads(text)
+    except RecursionError as exc:
+        raise SourceError(f"{_WHAT}: expected a JSON list, got JSON nested too deeply") from exc
     except ValueError as exc:
         raise SourceError(f"{_WHAT}: expected a JSON list, got invalid JSON ({exc})") from exc
     if isinstance(data, dict):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from papermail.errors import SourceError
+from papermail.sources.guard import parser
 from papermail.sources.records import PaperRecord, ParseResult
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class _Meta:
     published: _PageDate | None = None
 
 
+@parser("daily-papers page")
 def parse_daily_papers_page(
     text: str, *, source: str = "hf-page", year: int | None = None
 ) -> ParseResult:
@@ -115,7 +117,7 @@ def _reject_non_page(text: str) -> None:
     if stripped[0] in "[{":
         try:
             json.loads(stripped)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         raise SourceError("expected a saved daily-papers text page, got JSON")
 
