@@ -55,6 +55,7 @@ from premailer import Premailer
 
 from papermail.errors import DeliveryError
 from papermail.settings import Settings
+from papermail.summaries import tldr as make_tldr
 
 SNIPPET_CHARS = 300
 FRAGMENTS_KEPT = 20_000  # rendered paper blocks a template's `memo` keeps
@@ -167,7 +168,7 @@ def inline_css(html: str) -> str:
         disable_validation=True,
         cssutils_logging_level=logging.CRITICAL,
     )
-    return str(premailer.transform())
+    return _STYLE_ATTR.sub(_tight_style, str(premailer.transform()))
 
 
 _JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
@@ -240,6 +241,15 @@ def inline_template(env: Environment, name: str) -> str:
         tags = ", ".join(placeholders.tags[n] for n in sorted(lost))
         raise ValueError(f"{name}: tags outside any parent block would vanish: {tags}")
     return placeholders.inline(flat)
+
+
+_STYLE_ATTR = re.compile(r'style="([^"]*)"')
+
+
+def _tight_style(match: re.Match[str]) -> str:
+    """``a:1; b:2`` -> ``a:1;b:2``: every byte of a style attribute recurs in every digest, and
+    Gmail clips a mail past 102 KB."""
+    return 'style="' + re.sub(r";\s+", ";", match.group(1)) + '"'
 
 
 @dataclass(frozen=True)
@@ -315,15 +325,64 @@ def _snippet(abstract: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _authors_label(authors: tuple[str, ...], author_count: int | None) -> str:
+def _authors_label(
+    authors: tuple[str, ...],
+    author_count: int | None,
+    affiliations: tuple[tuple[str, str], ...] = (),
+) -> str:
+    """'A, B (Lab), C et al.': the first three names, with their affiliation when given."""
     total = max(author_count or 0, len(authors))
     if not authors:
         if not total:
             return ""
         return f"{total} author{'s' if total != 1 else ''}"
-    shown = authors[:SHOWN_AUTHORS]
-    more = total - len(shown)
-    return ", ".join(shown) + (f" +{more} more" if more else "")
+    places = dict(affiliations)
+    shown = [
+        f"{name} ({places[name]})" if places.get(name) else name for name in authors[:SHOWN_AUTHORS]
+    ]
+    return ", ".join(shown) + (" et al." if total > SHOWN_AUTHORS else "")
+
+
+ARXIV_ABS = "https://arxiv.org/abs/"
+
+
+@lru_cache(maxsize=4096)
+def _paper_link(arxiv_id: str | None, hf_url: str | None, url: str | None) -> str:
+    """The paper's own page: arXiv abs, else the HF page, else what the source gave."""
+    if arxiv_id:
+        return ARXIV_ABS + arxiv_id
+    return _http_url(hf_url) or _http_url(url)
+
+
+def _links_row(entry: DigestEntry) -> tuple[tuple[str, str], ...]:
+    """(label, URL) for PDF · Code ★N · Project · Discussion: only those that exist."""
+    row = []
+    pdf = _http_url(entry.pdf_url) or (
+        f"https://arxiv.org/pdf/{entry.arxiv_id}" if entry.arxiv_id else ""
+    )
+    if pdf:
+        row.append(("PDF", pdf))
+    code = _http_url(entry.code_url)
+    if code:
+        stars = f" ★{_count_label(entry.code_stars)}" if entry.code_stars else ""
+        row.append((f"Code{stars}", code))
+    project = _http_url(entry.project_url)
+    if project:
+        row.append(("Project", project))
+    discussion = _http_url(entry.hf_url)
+    if discussion:
+        comments = f" ({entry.comments_count})" if entry.comments_count else ""
+        row.append((f"Discussion{comments}", discussion))
+    return tuple(row)
+
+
+def _count_label(count: int) -> str:
+    """1234 -> '1.2k': a star count at a glance."""
+    if count >= 10_000:
+        return f"{count // 1000}k"
+    if count >= 1000:
+        return f"{count / 1000:.1f}k".replace(".0k", "k")
+    return str(count)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -335,6 +394,7 @@ class DigestEntry:
 
     title: str
     url: str | None
+    """What the source gave as the paper's page; the title links to the arXiv abs page first."""
     authors: tuple[str, ...] = ()
     author_count: int | None = None
     organisation: str | None = None
@@ -347,8 +407,33 @@ class DigestEntry:
     score: float = 0.0
     revised_to: int | None = None
     """Set when the subscriber already had this paper and it came back as a new version."""
+    arxiv_id: str | None = None
+    pdf_url: str | None = None
+    hf_url: str | None = None
+    code_url: str | None = None
+    code_stars: int | None = None
+    project_url: str | None = None
+    thumbnail_url: str | None = None
+    comments_count: int | None = None
+    ai_summary: str | None = None
+    ai_keywords: tuple[str, ...] = ()
+    affiliations: tuple[tuple[str, str], ...] = ()
+    primary_category: str | None = None
+    comments: str | None = None
+    journal_ref: str | None = None
     link: str = field(init=False, repr=False, compare=False)
-    """The URL if it is http(s), else "" (templates then show the title unlinked)."""
+    """The paper page (arXiv abs, HF page, else the source's URL if http(s)), or "" (templates
+    then show the title unlinked)."""
+    links: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+    """(label, URL) of PDF · Code ★N · Project · Discussion, only those that exist."""
+    tldr: str = field(init=False, repr=False, compare=False)
+    """The AI summary, else the abstract's contribution sentence, else its first sentence."""
+    tldr_from: str = field(init=False, repr=False, compare=False)
+    """"AI summary" or "from the abstract" ("" without a TL;DR)."""
+    notes: str = field(init=False, repr=False, compare=False)
+    """Primary category, arXiv comment ("Accepted at ICLR 2025") and journal ref, joined."""
+    thumbnail: str = field(init=False, repr=False, compare=False)
+    """The thumbnail URL if it is http(s), else ""."""
     snippet: str = field(init=False, repr=False, compare=False)
     """The abstract cut at a word boundary near ``SNIPPET_CHARS``."""
     authors_label: str = field(init=False, repr=False, compare=False)
@@ -360,13 +445,22 @@ class DigestEntry:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: the dataclass way to fill derived fields
-        set_(self, "link", _http_url(self.url))
+        set_(self, "link", _paper_link(self.arxiv_id, self.hf_url, self.url))
+        set_(self, "links", _links_row(self))
         set_(self, "snippet", _snippet(self.abstract))
-        set_(self, "authors_label", _authors_label(tuple(self.authors), self.author_count))
+        summary, source = make_tldr(self.ai_summary, self.abstract)
+        set_(self, "tldr", summary)
+        set_(self, "tldr_from", source)
+        notes = (self.primary_category, self.comments, self.journal_ref)
+        set_(self, "notes", " · ".join(" ".join(n.split()) for n in notes if n and n.strip()))
+        set_(self, "thumbnail", _http_url(self.thumbnail_url))
+        authors = _authors_label(tuple(self.authors), self.author_count, tuple(self.affiliations))
+        set_(self, "authors_label", authors)
         places = (*self.where, *[""] * (len(self.matched) - len(self.where)))
         set_(self, "reasons", tuple(zip(self.matched, map(_place_label, places), strict=False)))
-        shown = (self.title, self.link, self.authors_label, self.organisation, self.published)
-        set_(self, "shown", (*shown, self.upvotes, self.snippet, self.reasons, self.revised_to))
+        shown = (self.title, self.link, self.links, authors, self.organisation, self.published)
+        shown += (self.upvotes, self.tldr, self.tldr_from, self.notes, self.thumbnail)
+        set_(self, "shown", (*shown, self.reasons, self.revised_to))
 
 
 _PLACE_LABELS = {
@@ -399,6 +493,48 @@ def format_issue_date(day: date) -> str:
     return f"{_WEEKDAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
 
 
+FEEDBACK_TERM = "similar to papers you liked"  # ranking.FEEDBACK_LABEL: not a term to mute
+SUBJECT_TITLE_CHARS = 66
+PREHEADER_TITLES = 3
+PREHEADER_CHARS = 140
+PREHEADER_PADDING = 80  # "&zwnj;&nbsp;" pairs after the preview: no body text in the snippet
+
+
+@lru_cache(maxsize=4096)
+def shorten_title(title: str, limit: int = SUBJECT_TITLE_CHARS) -> str:
+    """A title cut for a subject line: before a subtitle (": ...") when that is long enough,
+    else at a word boundary, with "…"."""
+    text = " ".join(title.split())
+    if len(text) <= limit:
+        return text
+    head = text.split(": ", 1)[0]
+    if 12 <= len(head) <= limit:
+        return head
+    cut = text[:limit]
+    if " " in cut[limit // 2 :]:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+def digest_subject(entries: Sequence[DigestEntry], issue_label: str) -> str:
+    """'Mamba-2 distillation and 7 more for you': what today's mail holds, not its date."""
+    if not entries:
+        return f"papermail · no new papers for you · {issue_label}"
+    more = len(entries) - 1
+    # Short enough that "Subject: ..." fits one 78-column line: no folding, whole in a preview.
+    top = shorten_title(entries[0].title, SUBJECT_TITLE_CHARS - (18 if more else 16))
+    return f"{top} and {more} more for you" if more else f"{top}: your paper today"
+
+
+def digest_preview(entries: Sequence[DigestEntry]) -> str:
+    """The inbox snippet: the next titles after the one in the subject."""
+    titles = [shorten_title(e.title, 48) for e in entries[1 : 1 + PREHEADER_TITLES]]
+    if not titles:
+        return entries[0].tldr[:PREHEADER_CHARS] if entries else "No paper matched this time."
+    text = "Also: " + " · ".join(titles)
+    return text if len(text) <= PREHEADER_CHARS else text[: PREHEADER_CHARS - 1] + "…"
+
+
 def digest_context(
     *,
     email: str,
@@ -406,16 +542,41 @@ def digest_context(
     entries: Sequence[DigestEntry],
     scanned: int,
     links: DigestLinks,
+    compact_after: int = 20,
+    show_thumbnails: bool = False,
+    keywords: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Everything ``email/digest.*.j2`` use; the web "view in browser" page can reuse it."""
+    """Everything ``email/digest.*.j2`` use; the web "view in browser" page can reuse it.
+
+    Papers past ``compact_after`` are shown compact (title, links, why) so that the largest
+    digest stays under Gmail's clipping size. "Mute" is offered only for matched terms that are
+    not the reader's own ``keywords``; without them every matched term is taken as one (ranking
+    reports the phrases the reader typed), so no mute link is shown."""
+    entries = list(entries)
+    label = format_issue_date(issue_date)
+    own = None if keywords is None else frozenset(k.casefold() for k in keywords)
+    mutes = [
+        tuple(
+            (index, term)
+            for index, (term, _) in enumerate(entry.reasons)
+            if own is not None and term.casefold() not in own and term != FEEDBACK_TERM
+        )
+        for entry in entries
+    ]
     return {
         "email": email,
         "issue_date": issue_date,
-        "issue_label": format_issue_date(issue_date),
-        "entries": list(entries),
+        "issue_label": label,
+        "entries": entries,
         "count": len(entries),
         "scanned": scanned,
         "links": links,
+        "subject": digest_subject(entries, label),
+        "preview": digest_preview(entries),
+        "padding": PREHEADER_PADDING,
+        "compact_after": compact_after,
+        "show_thumbnails": show_thumbnails,
+        "mutes": mutes,
     }
 
 

@@ -47,6 +47,7 @@ from papermail.models import (
 )
 from papermail.services import feedback as feedback_service
 from papermail.settings import Settings
+from papermail.sources.records import normalize_arxiv_id
 from papermail.tokens import Purpose, make_token
 
 if TYPE_CHECKING:
@@ -348,9 +349,21 @@ def score_day(
 
 
 def paper_url(paper: Paper) -> str:
-    if paper.url:
-        return paper.url
+    """The paper's page: arXiv abs, the HF page, the source's URL; a title search on arXiv only
+    when nothing else is known (a saved page without ids)."""
+    arxiv_id = paper_arxiv_id(paper)
+    if arxiv_id:
+        return f"https://arxiv.org/abs/{arxiv_id}"
+    if paper.hf_url or paper.url:
+        return paper.hf_url or paper.url or ""
     return f"https://arxiv.org/search/?searchtype=title&query={quote_plus(paper.title)}"
+
+
+def paper_arxiv_id(paper: Paper) -> str | None:
+    """Stored, else the paper's key when it is an arXiv id (rows stored before issue 12)."""
+    if paper.arxiv_id:
+        return paper.arxiv_id
+    return normalize_arxiv_id(paper.id) if paper.source != "jsonl" else None
 
 
 def digest_links(settings: Settings, subscriber: Subscriber, digest_id: int | None) -> DigestLinks:
@@ -375,7 +388,7 @@ def digest_links(settings: Settings, subscriber: Subscriber, digest_id: int | No
         view=view,
         manage=link(Purpose.manage, "manage"),
         unsubscribe=link(Purpose.unsubscribe, "unsubscribe"),
-        feedback=link(Purpose.feedback, "feedback", {"d": digest_id}) if digest_id else "",
+        feedback=link(Purpose.feedback, "f", {"d": digest_id}) if digest_id else "",
     )
 
 
@@ -399,6 +412,20 @@ def entry_for(
         where=tuple(where),
         score=score,
         revised_to=revised_to,
+        arxiv_id=paper_arxiv_id(paper),
+        pdf_url=paper.pdf_url,
+        hf_url=paper.hf_url,
+        code_url=paper.code_url,
+        code_stars=paper.code_stars,
+        project_url=paper.project_url,
+        thumbnail_url=paper.thumbnail_url,
+        comments_count=paper.comments_count,
+        ai_summary=paper.ai_summary,
+        ai_keywords=tuple(paper.ai_keywords or ()),
+        affiliations=tuple((paper.affiliations or {}).items()),
+        primary_category=paper.primary_category,
+        comments=paper.comments,
+        journal_ref=paper.journal_ref,
     )
 
 
@@ -410,7 +437,10 @@ def render_digest(
     scanned: int,
     entries: Sequence[DigestEntry],
     digest_id: int | None,
+    keywords: Sequence[str] | None = None,
 ) -> tuple[RenderedEmail, DigestLinks]:
+    """``keywords``: the reader's own, so that "Mute" is offered only for other terms; without
+    them no term is offered (matched terms are the phrases the reader typed)."""
     links = digest_links(settings, subscriber, digest_id)
     context = digest_context(
         email=subscriber.email,
@@ -418,6 +448,9 @@ def render_digest(
         entries=entries,
         scanned=scanned,
         links=links,
+        compact_after=settings.compact_after,
+        show_thumbnails=settings.show_thumbnails,
+        keywords=keywords,
     )
     return get_renderer(settings).render("digest", context), links
 

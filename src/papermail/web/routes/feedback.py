@@ -29,7 +29,9 @@ from papermail.web.pages import PageError, render
 from papermail.web.routes.common import CsrfField, require_csrf
 from papermail.web.security import make_csrf
 
-router = APIRouter(prefix="/feedback/{token}/{rank}")
+routes = APIRouter()
+router = APIRouter()  # mounted below under both paths, once the routes are declared
+SHORT_PREFIX = "/f"  # what mails link to: every byte of a digest counts (Gmail clips at 102 KB)
 
 MAX_RANK = 1000  # digests hold at most 100 papers; a bigger number never reaches the database
 
@@ -150,7 +152,7 @@ def _rating_page(
     return render(web, "feedback_rate", context)
 
 
-@router.get("/{choice}")
+@routes.get("/{choice}")
 def rating_page(token: str, rank: int, choice: str, web: WebDep) -> Response:
     """Asks; records nothing."""
     _choice(choice)
@@ -162,7 +164,7 @@ def rating_page(token: str, rank: int, choice: str, web: WebDep) -> Response:
         return _rating_page(web, target, token, choice, current, done=False)
 
 
-@router.post("/{choice}")
+@routes.post("/{choice}")
 def rate(token: str, rank: int, choice: str, web: WebDep, csrf: CsrfField = "") -> Response:
     wanted = _choice(choice)
     with session_scope(web.engine) as session:
@@ -204,7 +206,7 @@ def _mute_page(
     return render(web, "feedback_mute", context)
 
 
-@router.get("/mute/{index}")
+@routes.get("/mute/{index}")
 def mute_page(token: str, rank: int, index: int, web: WebDep) -> Response:
     """Asks; mutes nothing (or says the term is muted already)."""
     with session_scope(web.engine) as session:
@@ -213,7 +215,7 @@ def mute_page(token: str, rank: int, index: int, web: WebDep) -> Response:
         return _mute_page(web, session, target, token, term, index, done=False)
 
 
-@router.post("/mute/{index}")
+@routes.post("/mute/{index}")
 def mute(token: str, rank: int, index: int, web: WebDep, csrf: CsrfField = "") -> Response:
     with session_scope(web.engine) as session:
         target = _open(web, session, token, rank)
@@ -230,3 +232,7 @@ def mute(token: str, rank: int, index: int, web: WebDep, csrf: CsrfField = "") -
                 action_label="Open my settings",
             ) from None
         return _mute_page(web, session, target, token, term, index, done=True)
+
+
+for _prefix in ("/feedback", SHORT_PREFIX):
+    router.include_router(routes, prefix=_prefix + "/{token}/{rank}")

@@ -130,6 +130,8 @@ def latest_papers(web: WebDep, page: PageNumber = 1) -> Response:
 def papers_of_day(day: str, web: WebDep, page: PageNumber = 1) -> Response:
     try:
         wanted = date.fromisoformat(day)
+        if not date(1900, 1, 1) <= wanted <= date(9998, 12, 31):  # day +- 1 must stay a date
+            raise ValueError(day)
     except ValueError:
         raise PageError(
             404, "No such day", "Days look like 2026-11-23.", action_url="/papers"
@@ -186,6 +188,7 @@ def robots() -> Response:
         "/digest/",
         "/feed/",
         "/feedback/",
+        "/f/",
         "/link",
     )
     lines = ["User-agent: *", *(f"Disallow: {path}" for path in private)]
