@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -51,10 +52,12 @@ class Preferences:
 
 def normalize_email(raw: str) -> str:
     try:
-        result = validate_email(raw.strip(), check_deliverability=False)
+        # No SMTPUTF8: a non-ASCII local part ("üser@") is refused here rather than accepted and
+        # then failing at every send; a non-ASCII domain is kept in its ASCII (IDNA) form.
+        result = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidInput(f"invalid email address {raw.strip()!r}: {exc}", field="email") from exc
-    return result.normalized.lower()
+    return (result.ascii_email or result.normalized).lower()
 
 
 def clean_phrases(raw: Sequence[str], *, field: str) -> tuple[str, ...]:
@@ -65,6 +68,8 @@ def clean_phrases(raw: Sequence[str], *, field: str) -> tuple[str, ...]:
             phrase = " ".join(part.split())
             if not phrase:
                 continue
+            if any(unicodedata.category(c) in ("Cc", "Cs") for c in phrase):
+                raise InvalidInput("keywords cannot contain control characters", field=field)
             if len(phrase) > MAX_PHRASE_LENGTH:
                 raise InvalidInput(
                     f"keyword longer than {MAX_PHRASE_LENGTH} characters", field=field

@@ -9,6 +9,7 @@ when links are re-issued. Built with ElementTree, which escapes every text it wr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -42,10 +43,20 @@ def _tag(base_url: str, since: date, specific: str) -> str:
     return f"tag:{host},{since.isoformat()}:papermail/{specific}"
 
 
+# What XML 1.0 cannot hold at all, escaped or not: C0 controls but tab and newlines, lone
+# surrogates, U+FFFE/U+FFFF. A paper title with one must not make the whole feed unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    return _NOT_XML.sub("", text)
+
+
 def _add(parent: ET.Element, name: str, text: str | None = None, **attrs: str) -> ET.Element:
-    element = ET.SubElement(parent, f"{{{ATOM}}}{name}", attrs)
+    safe = {key: xml_text(value) for key, value in attrs.items()}
+    element = ET.SubElement(parent, f"{{{ATOM}}}{name}", safe)
     if text is not None:
-        element.text = text
+        element.text = xml_text(text)
     return element
 
 
