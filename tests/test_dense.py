@@ -10,6 +10,7 @@ import logging
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,3 +223,25 @@ def test_migration_adds_and_drops_the_table_keeping_papers(database_url):
         upgrade(engine)
     finally:
         engine.dispose()
+
+
+def test_without_the_extra_encoding_says_what_to_install(tmp_path):
+    # A real interpreter without torch or the model: only numpy (which dense needs) is on the path.
+    site = tmp_path / "site"
+    site.mkdir()
+    numpy_dir = Path(np.__file__).resolve().parent
+    for name in ("numpy", "numpy.libs"):
+        if (numpy_dir.parent / name).exists():
+            (site / name).symlink_to(numpy_dir.parent / name)
+    code = (
+        "import importlib.util, sys;"
+        f"sys.path[:0] = [{str(site)!r}];"
+        f"spec = importlib.util.spec_from_file_location('dense', {dense.__file__!r});"
+        "d = importlib.util.module_from_spec(spec); spec.loader.exec_module(d);"
+        "assert not d.available();"
+        "assert d.encode([]).shape == (0, 384);"
+        "d.encode(['x'])"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "RuntimeError" in out.stderr and "pip install 'papermail[semantic]'" in out.stderr
