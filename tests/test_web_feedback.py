@@ -399,3 +399,26 @@ def test_feedback_links_survive_inlining_the_template_once(entries) -> None:
             f"{links.feedback}/{rank}/mute/{i}" for i, t in enumerate(e.matched) if t not in own
         ]
     assert hrefs == expected
+
+
+def test_after_a_rating_the_page_offers_the_next_paper_and_the_digest(
+    client, engine, settings, ada
+):
+    mailed = mail_day(engine, settings, "ada@example.org")
+    last = max(mailed.items)
+    page = client.get(mailed.link(1, "more"))
+    done = client.post(mailed.link(1, "more"), data={"csrf": csrf_of(page.text)})
+    text = unescape(done.text)
+    assert "Next in this digest" in text and mailed.items[2][1] in text
+    token = FEEDBACK_URL.search(mailed.text).group(2)
+    assert f'href="/feedback/{token}/2/more"' in done.text
+    assert f'href="/feedback/{token}/2/less"' in done.text
+    view = re.search(r'href="(/digest/[\w.\-]+)"', done.text)
+    assert view and "Back to the digest" in text
+    assert client.get(view.group(1)).status_code == 200
+    assert client.get(f"/feedback/{token}/2/more").status_code == 200, "the long path works too"
+
+    page = client.get(mailed.link(last, "less"))
+    done = client.post(mailed.link(last, "less"), data={"csrf": csrf_of(page.text)})
+    assert "That was the last paper of this digest." in done.text
+    assert "Next in this digest" not in done.text and "Back to the digest" in done.text

@@ -181,3 +181,41 @@ def test_a_long_day_is_split_into_pages(client, engine):
     second = client.get(f"/papers/{day.date().isoformat()}?page=2")
     assert second.text.count('class="paper"') == 10 and "Paper 00" in second.text
     assert client.get(f"/papers/{day.date().isoformat()}?page=0").status_code == 400
+
+
+def titles_on(page) -> list[str]:
+    return re.findall(r'class="paper-title"[^>]*>([^<]+)<', unescape(page.text))
+
+
+def test_papers_search_sort_links_and_tldr(client, engine):
+    with session_scope(engine) as session:
+        paper = session.get(Paper, "2611.00002")
+        paper.code_url, paper.code_stars = "https://github.com/lab/moe", 12
+        paper.ai_summary = "Sparse routing for experts, summarised."
+        paper.ai_keywords = ["routing", "experts"]
+    found = client.get("/papers", params={"q": "linear ATTENTION"})
+    assert found.status_code == 200
+    assert titles_on(found) == [
+        "Linear Attention Transformers Scale to Long Context",
+        "Gated Linear Attention for Language Modeling",
+        "Diffusion Models for Video Generation",  # in its abstract
+    ]
+    assert 'value="linear ATTENTION"' in found.text and "<main" in found.text
+    by_title = client.get("/papers", params={"q": "linear attention", "sort": "title"})
+    assert titles_on(by_title) == sorted(titles_on(found), key=str.casefold)
+    day = client.get("/papers", params={"sort": "title"})
+    assert titles_on(day) == sorted((t for t, _ in PAPERS), key=str.casefold)
+    assert client.get("/papers", params={"sort": "nonsense"}).status_code == 200
+
+    moe = unescape(client.get("/papers", params={"q": "mixture"}).text)
+    assert 'href="https://arxiv.org/abs/2611.00002"' in moe  # the paper page, not a search
+    assert 'href="https://arxiv.org/pdf/2611.00002"' in moe and ">Code ★12<" in moe
+    assert "AI summary" in moe and "Sparse routing for experts, summarised." in moe
+    assert "Keywords: routing, experts" in moe
+    plain = unescape(client.get("/papers", params={"q": "reward"}).text)
+    assert ">Code" not in plain and "from the abstract" in plain
+    assert "Calibrating reward models for preference learning." in plain
+
+    none = client.get("/papers", params={"q": "%_ nothing like this"})
+    assert none.status_code == 200 and titles_on(none) == []
+    assert "No paper matches" in unescape(none.text) and 'href="/papers"' in none.text

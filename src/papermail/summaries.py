@@ -16,15 +16,16 @@ _ABBREVIATIONS = re.compile(
     r"|\b[A-Z]\.)$"
 )
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[]*[A-Z0-9])")
+_ADVERB = r"(?:(?:also|then|further|first|here|now|instead|\w+ly)\s+)?"
 _SUBJECT = r"(?:we|here,? we|in this (?:paper|work|study),? we|this (?:paper|work|study|article))"
 _STRONG = re.compile(
-    rf"\b{_SUBJECT}\s+(?:\w+ly\s+)?(?:propose|proposes|introduce|introduces|present|presents"
+    rf"\b{_SUBJECT}\s+{_ADVERB}(?:propose|proposes|introduce|introduces|present|presents"
     r"|develop|develops|design|designs|release|releases|build|builds|contribute|contributes"
     r"|describe|describes)\b",
     re.IGNORECASE,
 )
 _WEAK = re.compile(
-    rf"\b{_SUBJECT}\s+(?:\w+ly\s+)?(?:show|shows|demonstrate|demonstrates|find|finds|study"
+    rf"\b{_SUBJECT}\s+{_ADVERB}(?:show|shows|demonstrate|demonstrates|find|finds|study"
     r"|studies|investigate|investigates|explore|explores|analy[sz]e|analy[sz]es|provide"
     r"|provides|report|reports|argue|argues|address|addresses|revisit|revisits|audit)\b",
     re.IGNORECASE,

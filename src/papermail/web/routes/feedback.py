@@ -132,13 +132,39 @@ def _context(web: Web, target: Target, token: str, **extra: Any) -> dict[str, An
         "base_path": f"/feedback/{token}/{target.item.rank}",
         "csrf": make_csrf(web.secret, token),
         "manage_path": path_for(web, Purpose.manage, target.subscriber),
+        "digest_path": path_for(web, Purpose.view, target.subscriber, d=target.digest.id),
         **extra,
     }
 
 
+def _next_paper(session: Session, target: Target, token: str) -> dict[str, Any]:
+    """After a rating: the digest's next paper, with its own rating links (none after the last)."""
+    row = session.exec(
+        select(DigestItem, Paper)
+        .join(Paper, col(Paper.id) == DigestItem.paper_id)
+        .where(DigestItem.digest_id == target.digest.id, DigestItem.rank > target.item.rank)
+        .order_by(col(DigestItem.rank))
+    ).first()
+    if row is None:
+        return {"next_entry": None, "next_path": ""}
+    item, paper = row
+    return {
+        "next_entry": entry_for_item(item, paper),
+        "next_path": f"/feedback/{token}/{item.rank}",
+    }
+
+
 def _rating_page(
-    web: Web, target: Target, token: str, choice: str, current: int, *, done: bool
+    web: Web,
+    session: Session,
+    target: Target,
+    token: str,
+    choice: str,
+    current: int,
+    *,
+    done: bool,
 ) -> Response:
+    nxt = _next_paper(session, target, token) if done else {"next_entry": None, "next_path": ""}
     context = _context(
         web,
         target,
@@ -148,6 +174,7 @@ def _rating_page(
         current=current,
         done=done,
         others=[(name, c) for name, c in CHOICES.items() if c.value != current],
+        **nxt,
     )
     return render(web, "feedback_rate", context)
 
@@ -161,7 +188,7 @@ def rating_page(token: str, rank: int, choice: str, web: WebDep) -> Response:
         current = feedback.rating_of(
             session, subscriber_id=target.subscriber_id, paper_id=target.paper.id
         )
-        return _rating_page(web, target, token, choice, current, done=False)
+        return _rating_page(web, session, target, token, choice, current, done=False)
 
 
 @routes.post("/{choice}")
@@ -175,7 +202,7 @@ def rate(token: str, rank: int, choice: str, web: WebDep, csrf: CsrfField = "") 
             feedback.record_rating(session, subscriber_id=sid, paper_id=pid, value=wanted.value)
         else:
             feedback.remove_rating(session, subscriber_id=sid, paper_id=pid)
-        return _rating_page(web, target, token, choice, wanted.value, done=True)
+        return _rating_page(web, session, target, token, choice, wanted.value, done=True)
 
 
 def _term(web: Web, target: Target, index: int) -> str:

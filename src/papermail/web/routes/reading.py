@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
@@ -40,6 +41,7 @@ def view_digest(token: str, web: WebDep) -> Response:
             scanned=digest.scanned,
             entries=load_entries(session, digest.id),  # type: ignore[arg-type]
             digest_id=digest.id,
+            keywords=subscriptions.keywords_of(session, subscriber.id),  # type: ignore[arg-type]
         )
     return HTMLResponse(rendered.html, headers={"Content-Security-Policy": DIGEST_CSP})
 
@@ -86,8 +88,21 @@ def _latest_day(session: Session) -> date | None:
     return max(days) if days else None
 
 
-def _papers_of(session: Session, day: date) -> list[Paper]:
-    """A day's papers, most upvoted first, then by title."""
+SORTS = {"upvotes": "most upvoted", "date": "newest", "title": "title"}
+SEARCH_LIMIT = 500  # matches a search looks at; more pages than anyone reads
+MAX_QUERY = 200
+
+
+def _sort_key(sort: str) -> Callable[[Paper], tuple]:
+    if sort == "date":
+        return lambda p: (-(p.published or date.min).toordinal(), p.title.casefold(), p.id)
+    if sort == "title":
+        return lambda p: (p.title.casefold(), p.id)
+    return lambda p: (-(p.upvotes or 0), p.title.casefold(), p.id)
+
+
+def _papers_of(session: Session, day: date, sort: str = "upvotes") -> list[Paper]:
+    """A day's papers, most upvoted first (or newest, or by title)."""
     start, end = _day_bounds(day)
     unlisted_that_day = and_(
         col(Paper.listing_day).is_(None), Paper.first_seen_at >= start, Paper.first_seen_at < end
@@ -95,14 +110,50 @@ def _papers_of(session: Session, day: date) -> list[Paper]:
     papers = list(
         session.exec(select(Paper).where(or_(Paper.listing_day == day, unlisted_that_day)))
     )
-    papers.sort(key=lambda p: (-(p.upvotes or 0), p.title.casefold(), p.id))
+    papers.sort(key=_sort_key(sort))
     return papers
 
 
-def _papers_page(web: WebDep, day: date | None, page: int) -> Response:
+def _like(word: str) -> str:
+    r"""`word` anywhere, with LIKE's own characters taken literally (escaped with \)."""
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _search(session: Session, query: str, sort: str) -> list[Paper]:
+    """Papers of any day whose title or abstract holds every word of `query` (any case)."""
+    conditions = [
+        or_(
+            col(Paper.title).ilike(_like(word), escape="\\"),
+            col(Paper.abstract).ilike(_like(word), escape="\\"),
+        )
+        for word in query.split()[:8]
+    ]
+    papers = list(
+        session.exec(
+            select(Paper)
+            .where(*conditions)
+            .order_by(col(Paper.first_seen_at).desc(), col(Paper.id))
+            .limit(SEARCH_LIMIT)
+        )
+    )
+    papers.sort(key=_sort_key(sort))
+    return papers
+
+
+def _papers_page(
+    web: WebDep, day: date | None, page: int, query: str = "", sort: str = "upvotes"
+) -> Response:
+    """A day's papers, or with `query` the papers of any day that match it."""
+    query = " ".join(query.split())[:MAX_QUERY]
+    sort = sort if sort in SORTS else "upvotes"
     with session_scope(web.engine) as session:
-        day = day or _latest_day(session)
-        papers = _papers_of(session, day) if day else []
+        if query:
+            day = None
+            papers = _search(session, query, sort)
+        else:
+            day = day or _latest_day(session)
+            papers = _papers_of(session, day, sort) if day else []
         pages = max(1, -(-len(papers) // PAGE_SIZE))
         shown = papers[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         context = {
@@ -112,6 +163,10 @@ def _papers_page(web: WebDep, day: date | None, page: int) -> Response:
             "total": len(papers),
             "page": page,
             "pages": pages,
+            "query": query,
+            "sort": sort,
+            "sorts": SORTS,
+            "base": f"/papers/{day.isoformat()}" if day else "/papers",
             "older": (_neighbour(session, day, later=False) if day else None),
             "newer": (_neighbour(session, day, later=True) if day else None),
         }
@@ -119,15 +174,20 @@ def _papers_page(web: WebDep, day: date | None, page: int) -> Response:
 
 
 PageNumber = Annotated[int, Query(ge=1, le=10_000)]
+SearchText = Annotated[str, Query(max_length=1000)]
 
 
 @router.get("/papers")
-def latest_papers(web: WebDep, page: PageNumber = 1) -> Response:
-    return _papers_page(web, None, page)
+def latest_papers(
+    web: WebDep, page: PageNumber = 1, q: SearchText = "", sort: str = "upvotes"
+) -> Response:
+    return _papers_page(web, None, page, q, sort)
 
 
 @router.get("/papers/{day}")
-def papers_of_day(day: str, web: WebDep, page: PageNumber = 1) -> Response:
+def papers_of_day(
+    day: str, web: WebDep, page: PageNumber = 1, q: SearchText = "", sort: str = "upvotes"
+) -> Response:
     try:
         wanted = date.fromisoformat(day)
         if not date(1900, 1, 1) <= wanted <= date(9998, 12, 31):  # day +- 1 must stay a date
@@ -136,7 +196,7 @@ def papers_of_day(day: str, web: WebDep, page: PageNumber = 1) -> Response:
         raise PageError(
             404, "No such day", "Days look like 2026-11-23.", action_url="/papers"
         ) from None
-    return _papers_page(web, wanted, page)
+    return _papers_page(web, wanted, page, q, sort)
 
 
 @router.get("/feed/{token}.atom")
