@@ -91,7 +91,11 @@ def test_production_refuses_the_default_signing_key():
         Settings(_env_file=None, environment="production")
     with pytest.raises(ValidationError, match="SECRET_KEY"):
         Settings(_env_file=None, environment="production", secret_key=DEFAULT_SECRET)
-    ok = Settings(_env_file=None, environment="production", secret_key="a-long-private-value")
+    with pytest.raises(ValidationError, match="shorter than 32"):
+        Settings(_env_file=None, environment="production", secret_key="a-long-private-value")
+    ok = Settings(
+        _env_file=None, environment="production", secret_key="kR4v_Tq9-Lx2wZp7Hn3sYb8Fj6Dm1Gc5"
+    )
     assert ok.environment == "production"
 
 

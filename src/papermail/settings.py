@@ -7,6 +7,9 @@ and the CLI can build their own.
 from __future__ import annotations
 
 import json
+import math
+import zlib
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -35,11 +38,34 @@ def default_samples_dir() -> Path:
     return PACKAGE_DIR / "samples"
 
 
+PLACEHOLDER_SECRETS = frozenset({DEFAULT_SECRET, "replace-with-a-long-random-string"})
+MIN_SECRET_LENGTH = 32
+
+
+def weak_secret(key: str) -> str | None:
+    """Why `key` is too guessable to sign links in production, or None: a documented
+    placeholder, under MIN_SECRET_LENGTH characters, or little entropy (few distinct
+    characters, under 96 bits by character frequencies, or repeats that compress well)."""
+    if not key:
+        return "is empty"
+    if key in PLACEHOLDER_SECRETS or "change-me" in key or "replace-with" in key:
+        return "is the documented placeholder"
+    if len(key) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    counts = Counter(key)
+    bits = -sum(n * math.log2(n / len(key)) for n in counts.values())
+    packed = len(zlib.compress(key.encode(), 9)) - 8  # zlib's header and checksum
+    if len(counts) < 10 or bits < 96 or packed < 0.75 * len(key):
+        return "has too little entropy (repeated or too few different characters)"
+    return None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     environment: Literal["development", "production"] = Field(
-        "development", description="`production` refuses the default signing key."
+        "development",
+        description="`production` refuses a placeholder, short (< 32) or low-entropy SECRET_KEY.",
     )
     var_dir: Path = Field(Path("var"), description="Where the SQLite database and outbox live.")
     database_url: str = Field(
@@ -199,11 +225,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
-        if self.environment == "production" and self.secret_key.get_secret_value() in (
-            DEFAULT_SECRET,
-            "",
-        ):
-            raise ValueError("SECRET_KEY must be set to a private value in production")
+        if self.environment == "production":
+            problem = weak_secret(self.secret_key.get_secret_value())
+            if problem:
+                raise ValueError(
+                    f"SECRET_KEY {problem}: production needs a private random key, e.g. "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                )
         return self
 
     @property
