@@ -156,6 +156,12 @@ class Settings(BaseSettings):
     confirm_max_age_hours: int = Field(
         48, ge=1, description="Hours a subscription confirmation link stays valid."
     )
+    manage_link_max_age_days: int = Field(
+        365,
+        ge=1,
+        description="Days a link to a subscriber's settings works; then the page offers a new "
+        "one by email. Unsubscribe links never expire.",
+    )
     subscribe_limit_per_address: int = Field(
         3, ge=1, description="Sign-up or link mails one address may request per rate window."
     )

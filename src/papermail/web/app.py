@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
@@ -31,9 +34,39 @@ class VersionedStatic(StaticFiles):
         return response
 
 
+# Every path that carries a link token: /manage/TOKEN/..., /feed/TOKEN.atom, /f/TOKEN/1/more.
+TOKEN_PATH = re.compile(
+    r"^(/(?:confirm|manage|unsubscribe|digest|feed|feedback|f)/)([^/?#]+?)(\.atom)?(?=[/?#]|$)"
+)
+
+
+def redact_path(path: str) -> str:
+    """`path` with its link token replaced by ``[token]``: a token is a credential."""
+    return TOKEN_PATH.sub(r"\1[token]\3", path, count=1)
+
+
+class RedactTokens(logging.Filter):
+    """Cuts link tokens out of uvicorn's access log lines (client, method, path, version,
+    status): the log is read by more people, and kept longer, than a subscriber's mail."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_path(args[2]), *args[3:])
+        return True
+
+
+def redact_access_log() -> None:
+    """Install `RedactTokens` on uvicorn's access logger (once per process)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
+
+
 def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     """The subscriber web app. The database must be migrated (``papermail db upgrade``;
     ``serve`` checks, and refuses in production)."""
+    redact_access_log()
     static_dir = settings.templates_dir / "web" / "static"
     web = Web(
         settings=settings,

@@ -58,6 +58,19 @@ def path_for(web: Web, purpose: Purpose, subscriber: Subscriber, **extra: Any) -
     return PATHS[purpose].format(token)
 
 
+def _max_age(web: Web, purpose: Purpose) -> tuple[int | None, str]:
+    """Seconds a link of `purpose` works (None: always), and that said in words. Unsubscribe
+    links never expire: an old mail must always be able to stop the mail."""
+    settings = web.settings
+    if purpose is Purpose.confirm:
+        hours = settings.confirm_max_age_hours
+        return hours * 3600, f"Confirmation links work for {hours} hours."
+    if purpose is Purpose.manage:
+        days = settings.manage_link_max_age_days
+        return days * 86400, f"Links to your settings work for {days} days."
+    return None, ""
+
+
 def open_link(
     web: Web,
     session: Session,
@@ -68,7 +81,7 @@ def open_link(
 ) -> tuple[Subscriber, TokenData]:
     """The subscriber a link token names, or a clear 4xx page: 400 for a forged, cut-off or
     cross-purpose token, 410 for an expired or replaced one, 404 when the data was deleted."""
-    max_age = web.settings.confirm_max_age_hours * 3600 if purpose is Purpose.confirm else None
+    max_age, lifetime = _max_age(web, purpose)
     again = ("/", "Sign up again") if purpose is Purpose.confirm else (NEW_LINK, "Email me a link")
     try:
         data = read_token(web.secret, purpose, token, max_age=max_age)
@@ -77,8 +90,7 @@ def open_link(
             raise PageError(
                 410,
                 "This link has expired",
-                f"Confirmation links work for {web.settings.confirm_max_age_hours} hours. "
-                "Ask for a new one and use it soon.",
+                f"{lifetime} Ask for a new one: it comes by email.",
                 action_url=again[0],
                 action_label=again[1],
             ) from None
