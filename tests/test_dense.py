@@ -22,7 +22,7 @@ from papermail.db import create_tables, make_engine, session_scope
 from papermail.migrate import downgrade, upgrade
 from papermail.models import Paper, PaperEmbedding
 from papermail.ranking import dense
-from papermail.services.embeddings import embed_pending, load_vectors
+from papermail.services.embeddings import embed_pending, load_vectors, pending_ids
 from papermail.services.ingest import ingest_result, ingest_sources
 from papermail.sources import PaperRecord, ParseResult
 from tests.conftest import make_settings
@@ -148,6 +148,32 @@ def test_ingest_with_semantic_stores_one_vector_per_paper_once(semantic, seeds_d
     assert [(r.paper_id, r.vector) for r in _embedding_rows(engine)] == [
         (r.paper_id, r.vector) for r in rows
     ]
+
+
+def test_turning_semantic_on_backfills_recent_papers_newest_first(tmp_path, database_url):
+    plain = make_settings(tmp_path, database_url=database_url)
+    engine = make_engine(plain)
+    create_tables(engine)
+    try:
+        for day in range(5):
+            record = PaperRecord(
+                title=f"Paper {day}", abstract=SEGMENTATION, source="t", arxiv_id=f"2401.0000{day}"
+            )
+            ingest_result(engine, "t", ParseResult(records=[record]), now=WHEN + timedelta(day))
+        later = WHEN + timedelta(days=30)
+        with Session(engine) as session:
+            newest = pending_ids(session, since=later, window_start=WHEN, backfill_limit=2)
+            none = pending_ids(session, since=later)
+        assert newest == ["2401.00004", "2401.00003"] and none == []
+
+        # An ingest with SEMANTIC on (and no source) encodes the papers of its window.
+        semantic = plain.model_copy(update={"semantic": True, "corpus_days": 29})
+        ingest_sources(engine, semantic, [], now=later)
+        assert {r.paper_id for r in _embedding_rows(engine)} == {
+            f"2401.0000{day}" for day in range(1, 5)
+        }
+    finally:
+        engine.dispose()
 
 
 def test_ingest_without_semantic_stores_no_vectors(engine, settings, seeds_dir):

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 # Papers handled per transaction by `embed_pending`, and ids per IN (...) list.
 CHUNK = 512
+# Older papers without a vector encoded by one ingest (newest first): turning SEMANTIC on over a
+# full database spreads the backfill over several days instead of one very long ingest
+# (MiniLM encodes ~5-15 papers/s on two busy cores); scoring encodes what it needs meanwhile.
+BACKFILL_LIMIT = 2000
 
 
 def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterable[Sequence[str]]:
@@ -119,28 +123,34 @@ def load_vectors(session: Session, paper_ids: Sequence[str], *, batch_size: int 
 
 
 def pending_ids(
-    session: Session, *, since: datetime, window_start: datetime | None = None
+    session: Session,
+    *,
+    since: datetime,
+    window_start: datetime | None = None,
+    backfill_limit: int = BACKFILL_LIMIT,
 ) -> list[str]:
     """Papers that may need a vector: stored, changed or revised from `since` on (their text may
-    be new), and papers first seen from `window_start` on with no vector of the current model."""
+    be new), then up to `backfill_limit` papers first seen from `window_start` on that have no
+    vector of the current model, newest first."""
     touched = or_(
         col(Paper.first_seen_at) >= since,
         col(Paper.updated_at) >= since,
         col(Paper.revised_at) >= since,
     )
-    condition = touched
-    if window_start is not None:
-        unencoded = or_(
-            col(PaperEmbedding.paper_id).is_(None), col(PaperEmbedding.model) != dense.MODEL_NAME
-        )
-        condition = or_(touched, and_(col(Paper.first_seen_at) >= window_start, unencoded))
-    query = (
+    ids = list(session.exec(select(Paper.id).where(touched).order_by(col(Paper.id))))
+    if window_start is None or backfill_limit <= 0:
+        return ids
+    unencoded = or_(
+        col(PaperEmbedding.paper_id).is_(None), col(PaperEmbedding.model) != dense.MODEL_NAME
+    )
+    backfill = session.exec(
         select(Paper.id)
         .outerjoin(PaperEmbedding, col(PaperEmbedding.paper_id) == col(Paper.id))
-        .where(condition)
-        .order_by(col(Paper.id))
+        .where(and_(col(Paper.first_seen_at) >= window_start, unencoded))
+        .order_by(col(Paper.first_seen_at).desc(), col(Paper.id))
+        .limit(backfill_limit)
     )
-    return list(session.exec(query))
+    return list(dict.fromkeys([*ids, *backfill]))
 
 
 def embed_pending(
@@ -167,8 +177,8 @@ def embed_pending(
 
 def embed_after_ingest(engine: Engine, settings: Settings, *, since: datetime) -> int:
     """Ingest's last step when ``SEMANTIC`` is on: vectors for the papers just stored or changed,
-    and for papers of the last CORPUS_DAYS that still lack one. Never raises: the papers are
-    already committed, and scoring encodes whatever is still missing."""
+    and for up to BACKFILL_LIMIT papers of the last CORPUS_DAYS that still lack one. Never
+    raises: the papers are already committed, and scoring encodes whatever is still missing."""
     try:
         return embed_pending(
             engine, since=since, window_start=since - timedelta(days=settings.corpus_days)
