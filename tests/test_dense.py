@@ -263,18 +263,19 @@ def test_migration_adds_and_drops_the_table_keeping_papers(database_url):
 
 
 def test_without_the_extra_encoding_says_what_to_install(tmp_path):
-    # A real interpreter without torch or the model: only numpy (which dense needs) is on the path.
+    # A real interpreter without the extra: every installed package but torch,
+    # sentence-transformers and the model package, and papermail from this checkout.
     site = tmp_path / "site"
     site.mkdir()
-    numpy_dir = Path(np.__file__).resolve().parent
-    for name in ("numpy", "numpy.libs"):
-        if (numpy_dir.parent / name).exists():
-            (site / name).symlink_to(numpy_dir.parent / name)
+    installed = Path(np.__file__).resolve().parents[1]
+    left_out = ("torch", "functorch", "sentence_transformers", dense.MODEL_PACKAGE)
+    for entry in installed.iterdir():
+        if not entry.name.lower().startswith(left_out):
+            (site / entry.name).symlink_to(entry)
+    source = Path(dense.__file__).resolve().parents[2]
     code = (
-        "import importlib.util, sys;"
-        f"sys.path[:0] = [{str(site)!r}];"
-        f"spec = importlib.util.spec_from_file_location('dense', {dense.__file__!r});"
-        "d = importlib.util.module_from_spec(spec); spec.loader.exec_module(d);"
+        f"import sys; sys.path[:0] = [{str(source)!r}, {str(site)!r}];"
+        "import papermail.ranking; from papermail.ranking import dense as d;"
         "assert not d.available();"
         "assert d.encode([]).shape == (0, 384);"
         "d.encode(['x'])"
