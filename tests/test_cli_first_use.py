@@ -4,6 +4,7 @@ a pipe. Subprocesses in a fresh directory, real SQLite (and PostgreSQL where it 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -128,3 +129,48 @@ def test_subscribers_remove_asks_and_clears_rate_limit_rows(tmp_path):
     assert removed.returncode == 0, removed.stderr
     assert "ada@example.org" not in _listed(tmp_path, env)
     assert _count(db, "ratelimithit") == 0
+
+
+def test_usage_errors_are_clicks_own_message_and_exit_2(tmp_path):
+    """Issue 15.14: usage errors said `error: unexpected MissingParameter` and exited 1."""
+    for args, needle in [
+        (["subscribers", "add"], "Missing argument 'EMAIL'"),
+        (["subscribers", "add", "a@example.org", "-k", "x", "--bogus"], "No such option: --bogus"),
+        (["nosuchverb"], "No such command 'nosuchverb'"),
+        (["status", "--top", "3"], "No such option: --top"),
+        (["serve", "--port", "99999"], "Invalid value for '--port'"),
+        (
+            ["subscribers", "add", "a@example.org", "--hour", "noon"],
+            "Invalid value for '--hour'",
+        ),
+    ]:
+        result = run(args, tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert needle in result.stderr, (args, result.stderr)
+        assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+        assert "Usage: papermail" in result.stderr and len(result.stderr.splitlines()) <= 6
+    bare = run(["subscribers"], tmp_path)  # no verb: the group's help, like every CLI
+    assert bare.returncode == 2 and "Usage: papermail subscribers" in bare.stdout + bare.stderr
+
+
+def test_rank_validates_top_and_keywords_like_subscribers_add(tmp_path):
+    """Issue 15.14: `rank --top 0`, `--top -5`, an empty or huge keyword said "no paper
+    matched" and exited 0."""
+    from papermail.settings import default_samples_dir
+
+    corpus = ["rank", "--corpus", str(default_samples_dir())]
+    for top in ("0", "-5"):
+        result = run([*corpus, "-k", "attention", "--top", top], tmp_path)
+        assert result.returncode == 2 and "--top" in result.stderr, result.stderr
+    for keyword, needle in [
+        ("", "give at least one keyword"),
+        ("  ,  ", "give at least one keyword"),
+        ("x" * 201, "keyword longer than 200 characters"),
+    ]:
+        result = run([*corpus, "-k", keyword], tmp_path)
+        assert result.returncode == 1, result.stdout
+        assert needle in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    huge = run([*corpus, "-k", "attention", "--top", "1000000"], tmp_path)
+    assert huge.returncode == 2 and "--top" in huge.stderr
+    ok = run([*corpus, "-k", "attention", "--top", "3", "--json"], tmp_path)
+    assert ok.returncode == 0 and len(json.loads(ok.stdout)) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from datetime import date, datetime
@@ -140,7 +141,7 @@ def ingest(
 
 @subscribers_app.command("add")
 def subscribers_add(
-    email: str,
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The address.")],
     keyword: Annotated[
         list[str] | None,
         typer.Option("--keyword", "-k", help="Interest (repeat); replaces the existing ones."),
@@ -216,7 +217,7 @@ def subscribers_list() -> None:
 
 @subscribers_app.command("remove")
 def subscribers_remove(
-    email: str,
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The address.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a subscriber with their interests, history and rate-limit counts (asks first)."""
@@ -260,7 +261,7 @@ def papers_remove(
 
 @app.command()
 def preview(
-    email: str,
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The address.")],
     out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
     day: Annotated[str | None, typer.Option(help="Issue date (YYYY-MM-DD).")] = None,
 ) -> None:
@@ -436,7 +437,7 @@ def demo(
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     forwarded_allow_ips: Annotated[
         str, typer.Option(help="Proxies trusted for X-Forwarded-For (comma-separated).")
     ] = "127.0.0.1",
@@ -499,8 +500,14 @@ def rank_command(
     ],
     keyword: Annotated[list[str], typer.Option("--keyword", "-k", help="Interest (repeat).")],
     exclude: Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Excluded.")] = None,
-    top: Annotated[int, typer.Option(help="Papers to show.")] = 10,
-    min_score: Annotated[float | None, typer.Option(help="Default: MIN_SCORE.")] = None,
+    top: Annotated[int, typer.Option(help="Papers to show (1-1000).", min=1, max=1000)] = 10,
+    min_score: Annotated[
+        float,
+        typer.Option(
+            help="Show only papers scoring at least this; default 0: the whole ranking "
+            "(a digest sends papers from MIN_SCORE: --json says which)."
+        ),
+    ] = 0.0,
     as_json: Annotated[
         bool, typer.Option("--json", help="A JSON list of id/score/matched.")
     ] = False,
@@ -512,24 +519,34 @@ def rank_command(
     from papermail.ranking.corpus import rank_files
 
     settings = get_settings()
+    keywords = subscriptions.clean_phrases(keyword, field="keywords")  # as subscribers add
+    excluded = subscriptions.clean_phrases(exclude or (), field="excluded")
+    if not keywords:
+        raise PapermailError("give at least one keyword")
     for path in corpus:
         if not path.exists():
             raise PapermailError(f"no such file or folder: {path}")
     try:
         found = rank_files(
             corpus,
-            keyword,
-            exclude or (),
+            keywords,
+            excluded,
             limit=top,
-            min_score=settings.min_score if min_score is None else min_score,
+            min_score=max(min_score, 1e-9),
             options=ranking.RankOptions.from_settings(settings),
             config=ranking.model_config(settings),
+            cache=settings.var_dir / "cache",
         )
     except ValueError as exc:
         raise PapermailError(str(exc)) from exc
     if as_json:
         rows = [
-            {"id": pid, "score": round(m.score, 6), "matched": list(m.matched)}
+            {
+                "id": pid,
+                "score": round(m.score, 6),
+                "matched": list(m.matched),
+                "sent": m.score >= settings.min_score,
+            }
             for pid, _, m in found
         ]
         print(json.dumps(rows, ensure_ascii=False))
@@ -543,7 +560,8 @@ def rank_command(
             else r.term
             for r in m.reasons
         )
-        table.add_row(str(number), pid, f"{m.score:.3f}", why, title)
+        mark = "" if m.score >= settings.min_score else " (below MIN_SCORE: not sent)"
+        table.add_row(str(number), pid, f"{m.score:.3f}{mark}", why, title)
     console.print(table if found else "no paper matched")
 
 
@@ -585,18 +603,39 @@ def eval_command(
     print(report.format_report(result))
 
 
+def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+    """`name` from click and from typer's own copies (typer >= 0.16 vendors click as
+    typer._click and defines Exit/Abort in typer.exceptions): typer raises its own, and both
+    must get click's handling."""
+    classes = [getattr(click.exceptions, name)]
+    for module_name in ("typer._click.exceptions", "typer.exceptions"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # an older typer: plain click
+            continue
+        found = getattr(module, name, None)
+        if isinstance(found, type) and found not in classes:
+            classes.append(found)
+    return tuple(classes)
+
+
+_CLICK_EXIT = _click_classes("Exit")
+_CLICK_ERRORS = _click_classes("ClickException")
+_CLICK_ABORT = _click_classes("Abort")
+
+
 def main() -> None:
     """Entry point: errors are one clear line on stderr, not a traceback."""
     logging.basicConfig(level=logging.CRITICAL + 1, format="%(levelname)s %(name)s: %(message)s")
     err = Console(stderr=True, soft_wrap=True)
     try:
         code = app(standalone_mode=False)  # click returns the exit code instead of exiting
-    except click.exceptions.Exit as exc:
+    except _CLICK_EXIT as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except _CLICK_ERRORS as exc:  # usage errors: click's own message ("Usage: ..."), exit 2
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except _CLICK_ABORT:
         err.print("aborted")
         sys.exit(130)
     except PapermailError as exc:
