@@ -189,6 +189,7 @@ def stage_score(
 
 
 def entry_for(paper: PaperRecord, match: ranking.Match) -> DigestEntry:
+    """`services.digests.entry_for` on a record instead of a row: the same fields."""
     return DigestEntry(
         title=paper.title,
         url=paper.url,
@@ -201,6 +202,20 @@ def entry_for(paper: PaperRecord, match: ranking.Match) -> DigestEntry:
         matched=match.matched,
         where=match.where,
         score=match.score,
+        arxiv_id=paper.arxiv_id,
+        pdf_url=paper.pdf_url,
+        hf_url=paper.hf_url,
+        code_url=paper.code_url,
+        code_stars=paper.code_stars,
+        project_url=paper.project_url,
+        thumbnail_url=paper.thumbnail_url,
+        comments_count=paper.comments_count,
+        ai_summary=paper.ai_summary,
+        ai_keywords=paper.ai_keywords,
+        affiliations=paper.affiliations,
+        primary_category=paper.primary_category,
+        comments=paper.comments,
+        journal_ref=paper.journal_ref,
     )
 
 
@@ -261,6 +276,8 @@ def stage_digests(
             entries=entries,
             scanned=len(papers),
             links=links,
+            compact_after=settings.compact_after,
+            show_thumbnails=settings.show_thumbnails,
         )
         t2 = time.perf_counter()
         rendered = renderer.render("digest", context)
@@ -335,6 +352,8 @@ def naive_digest(settings: Settings, digest: Digest) -> tuple[float, float, floa
         entries=digest.entries,
         scanned=digest.scanned,
         links=digest.links,
+        compact_after=settings.compact_after,
+        show_thumbnails=settings.show_thumbnails,
     )
     t0 = time.perf_counter()
     subject = env.get_template("email/digest.subject.j2").render(context)
@@ -384,6 +403,8 @@ def stage_naive(results: Results, world: World, matches: dict, settings: Setting
             entries=digest.entries,
             scanned=digest.scanned,
             links=digest.links,
+            compact_after=settings.compact_after,
+            show_thumbnails=settings.show_thumbnails,
         )
         start = time.perf_counter()
         rendered = renderer.render("digest", context)
@@ -415,6 +436,8 @@ def stage_mime_variants(results: Results, world: World, matches: dict, settings:
             entries=digest.entries,
             scanned=digest.scanned,
             links=digest.links,
+            compact_after=settings.compact_after,
+            show_thumbnails=settings.show_thumbnails,
         )
         prepared.append(
             (renderer.render("digest", context), mime_kwargs(settings, digest.email, digest.links))

@@ -124,7 +124,27 @@ def _with_metadata(rng: random.Random, record: PaperRecord, n: int) -> PaperReco
         published=ISSUE_DATE - timedelta(days=rng.randint(0, 6)),
         upvotes=rng.choice((None, 0, 1, 3, 7, 12, 40, 120)),
         url=f"https://arxiv.org/abs/2611.{10000 + n:05d}",
+        **_details(record, n),
     )
+
+
+def _details(record: PaperRecord, n: int) -> dict:
+    """What HF and arXiv add (links, code, summary), drawn from `n` alone so that the random
+    stream, and with it every subscriber of the world, stays as it was."""
+    arxiv_id = f"2611.{10000 + n:05d}"
+    sentence = record.abstract.split(". ")[0].rstrip(".") + "."
+    return {
+        "arxiv_id": arxiv_id,
+        "pdf_url": f"https://arxiv.org/pdf/{arxiv_id}",
+        "hf_url": f"https://huggingface.co/papers/{arxiv_id}" if n % 2 == 0 else None,
+        "comments_count": n % 5 if n % 2 == 0 else None,
+        "code_url": f"https://github.com/lab-{n % 37}/paper-{n}" if n % 3 == 0 else None,
+        "code_stars": (n * 37) % 2500 if n % 3 == 0 else None,
+        "project_url": f"https://lab-{n % 37}.github.io/paper-{n}/" if n % 7 == 0 else None,
+        "ai_summary": sentence if n % 2 == 0 else None,
+        "primary_category": ("cs.LG", "cs.CL", "cs.CV")[n % 3],
+        "comments": "Accepted at ICLR 2025" if n % 11 == 0 else None,
+    }
 
 
 def build_world(samples_dir: Path, *, papers: int, subscribers: int, seed: int = 20261123) -> World:

@@ -37,7 +37,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from jinja2 import (
@@ -354,7 +354,7 @@ def _paper_link(arxiv_id: str | None, hf_url: str | None, url: str | None) -> st
     return _http_url(hf_url) or _http_url(url)
 
 
-def _links_row(entry: DigestEntry) -> tuple[tuple[str, str], ...]:
+def _links_row(entry: _PaperFacts) -> tuple[tuple[str, str], ...]:
     """(label, URL) for PDF · Code ★N · Project · Discussion: only those that exist."""
     row = []
     pdf = _http_url(entry.pdf_url) or (
@@ -445,22 +445,77 @@ class DigestEntry:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: the dataclass way to fill derived fields
-        set_(self, "link", _paper_link(self.arxiv_id, self.hf_url, self.url))
-        set_(self, "links", _links_row(self))
-        set_(self, "snippet", _snippet(self.abstract))
-        summary, source = make_tldr(self.ai_summary, self.abstract)
-        set_(self, "tldr", summary)
-        set_(self, "tldr_from", source)
-        notes = (self.primary_category, self.comments, self.journal_ref)
-        set_(self, "notes", " · ".join(" ".join(n.split()) for n in notes if n and n.strip()))
-        set_(self, "thumbnail", _http_url(self.thumbnail_url))
-        authors = _authors_label(tuple(self.authors), self.author_count, tuple(self.affiliations))
-        set_(self, "authors_label", authors)
+        paper = _paper_view(
+            _PaperFacts(
+                self.url,
+                self.arxiv_id,
+                self.pdf_url,
+                self.hf_url,
+                self.code_url,
+                self.code_stars,
+                self.project_url,
+                self.thumbnail_url,
+                self.comments_count,
+                self.ai_summary,
+                self.abstract,
+                self.primary_category,
+                self.comments,
+                self.journal_ref,
+                tuple(self.authors),
+                self.author_count,
+                tuple(self.affiliations),
+            )
+        )
+        for name, value in zip(_VIEW_FIELDS, paper, strict=True):
+            set_(self, name, value)
         places = (*self.where, *[""] * (len(self.matched) - len(self.where)))
         set_(self, "reasons", tuple(zip(self.matched, map(_place_label, places), strict=False)))
-        shown = (self.title, self.link, self.links, authors, self.organisation, self.published)
-        shown += (self.upvotes, self.tldr, self.tldr_from, self.notes, self.thumbnail)
+        shown = (self.title, paper, self.organisation, self.published, self.upvotes)
         set_(self, "shown", (*shown, self.reasons, self.revised_to))
+
+
+class _PaperFacts(NamedTuple):
+    """A DigestEntry's source fields that its derived fields depend on (a cache key)."""
+
+    url: str | None
+    arxiv_id: str | None
+    pdf_url: str | None
+    hf_url: str | None
+    code_url: str | None
+    code_stars: int | None
+    project_url: str | None
+    thumbnail_url: str | None
+    comments_count: int | None
+    ai_summary: str | None
+    abstract: str
+    primary_category: str | None
+    comments: str | None
+    journal_ref: str | None
+    authors: tuple[str, ...]
+    author_count: int | None
+    affiliations: tuple[tuple[str, str], ...]
+
+
+_VIEW_FIELDS = ("link", "links", "snippet", "tldr", "tldr_from", "notes", "thumbnail")
+_VIEW_FIELDS += ("authors_label",)
+
+
+@lru_cache(maxsize=8192)
+def _paper_view(facts: _PaperFacts) -> tuple:
+    """The derived fields, in _VIEW_FIELDS order: worked out once per paper, since a day's
+    digests show the same few hundred papers again and again."""
+    summary, source = make_tldr(facts.ai_summary, facts.abstract)
+    notes = (facts.primary_category, facts.comments, facts.journal_ref)
+    return (
+        _paper_link(facts.arxiv_id, facts.hf_url, facts.url),
+        _links_row(facts),
+        _snippet(facts.abstract),
+        summary,
+        source,
+        " · ".join(" ".join(n.split()) for n in notes if n and n.strip()),
+        _http_url(facts.thumbnail_url),
+        _authors_label(facts.authors, facts.author_count, facts.affiliations),
+    )
 
 
 _PLACE_LABELS = {
