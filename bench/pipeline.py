@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import mime_variants
+from bench.cli_startup import stage_cli_startup
 from bench.smtp_sink import Sink
 from bench.world import ISSUE_DATE, World, build_world
 from papermail import ranking
@@ -551,5 +552,7 @@ def run(options: Options, *, progress: Callable[[str], None] = lambda _: None) -
         stage_mime_variants(results, world, matches, settings)
         progress("SMTP")
         stage_smtp(results, mails, settings)
+        progress("papermail --help")
+        stage_cli_startup(results)
         results.facts["peak_rss_mb"] = peak_rss_mb()
     return results

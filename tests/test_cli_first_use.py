@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.test_cli import PAPERMAIL, clean_env
@@ -174,3 +175,31 @@ def test_rank_validates_top_and_keywords_like_subscribers_add(tmp_path):
     assert huge.returncode == 2 and "--top" in huge.stderr
     ok = run([*corpus, "-k", "attention", "--top", "3", "--json"], tmp_path)
     assert ok.returncode == 0 and len(json.loads(ok.stdout)) == 3
+
+
+HEAVY = ("sklearn", "sqlalchemy", "sqlmodel", "fastapi", "celery", "pydantic_settings", "scipy")
+
+
+def test_help_imports_no_heavy_module():
+    """Issue 15.15: `papermail --help` took 2.4-3.7 s importing scikit-learn, SQLAlchemy,
+    FastAPI and Celery; verbs import them now. `python -m bench` times it against typer."""
+    probe = (
+        "import sys\n"
+        "sys.argv = ['papermail', '--help']\n"
+        "from papermail.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
+        f"print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout, result.stdout[-300:]
+    assert "subscribers" in result.stdout
+
+
+def test_cli_frequency_choices_are_the_models():
+    from papermail.cli import FrequencyChoice
+    from papermail.models import Frequency
+
+    assert [f.value for f in FrequencyChoice] == [f.value for f in Frequency]

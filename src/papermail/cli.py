@@ -6,33 +6,33 @@ import importlib
 import logging
 import sys
 from datetime import date, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, col, select
 
-from papermail.db import make_engine, session_scope
 from papermail.errors import PapermailError
-from papermail.migrate import current_revision, ensure_migrated, head_revision, upgrade
-from papermail.models import (
-    Delivery,
-    Digest,
-    DigestItem,
-    Frequency,
-    Paper,
-    Subscriber,
-    parse_moment,
-    utcnow,
-)
-from papermail.services import digests as digest_service
-from papermail.services import subscriptions
-from papermail.settings import Settings, get_settings
+
+# `papermail --help` imports only typer and rich: every heavy module (SQLAlchemy/SQLModel,
+# scikit-learn, FastAPI, Celery, pydantic-settings) is imported inside the verb that needs it.
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from papermail.services.subscriptions import Preferences
+    from papermail.settings import Settings
+
+
+class FrequencyChoice(StrEnum):
+    """`papermail.models.Frequency`'s values, here so that --help need not import the models
+    (tests check that the two agree)."""
+
+    daily = "daily"
+    weekly = "weekly"
+    paused = "paused"
+
 
 app = typer.Typer(
     help="papermail: a self-hosted, personalized research-paper newsletter.",
@@ -44,28 +44,37 @@ subscribers_app = typer.Typer(help="Add, list and remove subscribers.", no_args_
 app.add_typer(subscribers_app, name="subscribers")
 console = Console()
 
-DEMO_SUBSCRIBERS: list[tuple[str, subscriptions.Preferences]] = [
-    (
-        "ada@example.org",
-        subscriptions.Preferences(
-            keywords=("linear attention", "state space models"), excluded=("diffusion",)
+
+def demo_subscribers() -> list[tuple[str, Preferences]]:
+    """The four sample subscribers of `papermail demo`."""
+    from papermail.services import subscriptions
+
+    return [
+        (
+            "ada@example.org",
+            subscriptions.Preferences(
+                keywords=("linear attention", "state space models"), excluded=("diffusion",)
+            ),
         ),
-    ),
-    (
-        "grace@example.org",
-        subscriptions.Preferences(keywords=("mixture of experts", "MoE", "inference efficiency")),
-    ),
-    (
-        "alan@example.org",
-        subscriptions.Preferences(
-            keywords=("medical image segmentation", "segmentation"), max_papers=5
+        (
+            "grace@example.org",
+            subscriptions.Preferences(
+                keywords=("mixture of experts", "MoE", "inference efficiency")
+            ),
         ),
-    ),
-    (
-        "katherine@example.org",
-        subscriptions.Preferences(keywords=("sparse autoencoders", "interpretability", "circuits")),
-    ),
-]
+        (
+            "alan@example.org",
+            subscriptions.Preferences(
+                keywords=("medical image segmentation", "segmentation"), max_papers=5
+            ),
+        ),
+        (
+            "katherine@example.org",
+            subscriptions.Preferences(
+                keywords=("sparse autoencoders", "interpretability", "circuits")
+            ),
+        ),
+    ]
 
 
 @app.callback()
@@ -81,6 +90,9 @@ def _options(
 
 def _setup(settings: Settings | None = None):
     """Settings, a ready database, and Celery tasks pointed at the same settings."""
+    from papermail.db import make_engine
+    from papermail.migrate import ensure_migrated
+    from papermail.settings import get_settings
     from workers import runtime
     from workers.app import celery_app, configure
 
@@ -93,6 +105,8 @@ def _setup(settings: Settings | None = None):
 
 
 def _parse_date(value: str | None) -> date:
+    from papermail.models import utcnow
+
     if value is None:
         return utcnow().date()
     try:
@@ -155,7 +169,7 @@ def subscribers_add(
     ] = None,
     hour: Annotated[int | None, typer.Option(help="Local hour to send at, 0-23 (new: 7).")] = None,
     frequency: Annotated[
-        Frequency | None, typer.Option(help="daily, weekly or paused (new: daily).")
+        FrequencyChoice | None, typer.Option(help="daily, weekly or paused (new: daily).")
     ] = None,
     weekday: Annotated[
         int | None, typer.Option(help="Weekly digests: 0=Monday .. 6=Sunday (new: 0).")
@@ -167,6 +181,9 @@ def subscribers_add(
 ) -> None:
     """Add a subscriber (confirmed, since an operator adds them), or update one: an existing
     address changes only the options given (-k replaces its keywords, -x its exclusions)."""
+    from papermail.db import session_scope
+    from papermail.services import subscriptions
+
     _, engine = _setup()
     given = {
         "keywords": tuple(keyword) if keyword else None,
@@ -193,6 +210,12 @@ def subscribers_add(
 @subscribers_app.command("list")
 def subscribers_list() -> None:
     """List subscribers with their interests and schedule."""
+    from sqlmodel import col, select
+
+    from papermail.db import session_scope
+    from papermail.models import Subscriber
+    from papermail.services import subscriptions
+
     _, engine = _setup()
     table = Table("id", "email", "status", "keywords", "excluded", "schedule")
     with session_scope(engine) as session:
@@ -221,6 +244,9 @@ def subscribers_remove(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a subscriber with their interests, history and rate-limit counts (asks first)."""
+    from papermail.db import session_scope
+    from papermail.services import subscriptions
+
     _, engine = _setup()
     address = subscriptions.normalize_email(email)
     with session_scope(engine) as session:
@@ -245,6 +271,7 @@ def papers_remove(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete papers with their digest entries and ratings (asks first)."""
+    from papermail.db import session_scope
     from papermail.services.ingest import remove_papers
 
     _, engine = _setup()
@@ -266,6 +293,11 @@ def preview(
     day: Annotated[str | None, typer.Option(help="Issue date (YYYY-MM-DD).")] = None,
 ) -> None:
     """Render a subscriber's next digest to a file without sending or storing anything."""
+    from papermail.db import session_scope
+    from papermail.models import utcnow
+    from papermail.services import digests as digest_service
+    from papermail.services import subscriptions
+
     settings, engine = _setup()
     issue_date = _parse_date(day)
     with session_scope(engine) as session:
@@ -294,6 +326,7 @@ def send_due(
     now: Annotated[str | None, typer.Option(help="Pretend it is this UTC time (ISO).")] = None,
 ) -> None:
     """Score and send digests for every subscriber whose local send time has come."""
+    from papermail.models import parse_moment
     from workers import tasks
 
     _setup()
@@ -334,6 +367,10 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Apply schema migrations (what a deployment runs before starting the app)."""
+    from papermail.db import make_engine
+    from papermail.migrate import current_revision, upgrade
+    from papermail.settings import get_settings
+
     settings = get_settings()
     engine = make_engine(settings)
     upgrade(engine, revision)
@@ -344,12 +381,20 @@ def db_upgrade(
 @db_app.command("current")
 def db_current() -> None:
     """Show the database's schema revision and the one this code needs."""
+    from papermail.db import make_engine
+    from papermail.migrate import current_revision, head_revision
+    from papermail.settings import get_settings
+
     engine = make_engine(get_settings())
     console.print(f"database: {current_revision(engine) or 'none'}, code: {head_revision()}")
 
 
 def digest_summary(session: Session, issue_date: date) -> list[tuple[str, int, str, float, str]]:
     """(email, papers, top title, top score, delivery status) for each digest of a day."""
+    from sqlmodel import col, select
+
+    from papermail.models import Delivery, Digest, DigestItem, Paper, Subscriber
+
     rows = []
     digests = session.exec(
         select(Digest, Subscriber)
@@ -399,6 +444,12 @@ def demo(
 
     The demo works in its own directory (VAR_DIR/demo unless --dir says otherwise) with its own
     database and outbox: your subscribers and papers are never touched."""
+    from sqlmodel import select
+
+    from papermail.db import session_scope
+    from papermail.models import Paper, utcnow
+    from papermail.services import subscriptions
+    from papermail.settings import get_settings
     from workers import tasks
 
     settings = demo_settings(get_settings(), directory)
@@ -410,7 +461,7 @@ def demo(
     settings, engine = _setup(settings)
     started = datetime.now().timestamp()
     with session_scope(engine) as session:
-        for email, prefs in DEMO_SUBSCRIBERS:
+        for email, prefs in demo_subscribers():
             subscriptions.add_subscriber(session, email=email, prefs=prefs, confirmed=True)
     issue_date = utcnow().date()
     tasks.daily_pipeline.apply(
@@ -468,6 +519,7 @@ def status(
     """Deliveries of one issue date: queued, sending, sent, failed, bounced, cancelled, and why."""
     import json
 
+    from papermail.db import session_scope
     from papermail.services.status import day_status
 
     _, engine = _setup()
@@ -517,6 +569,8 @@ def rank_command(
 
     from papermail import ranking
     from papermail.ranking.corpus import rank_files
+    from papermail.services import subscriptions
+    from papermail.settings import get_settings
 
     settings = get_settings()
     keywords = subscriptions.clean_phrases(keyword, field="keywords")  # as subscribers add
@@ -581,6 +635,7 @@ def eval_command(
     """Score each ranking variant on the labelled set: nDCG@10, P@5, R@20, cost."""
     from papermail import ranking
     from papermail.ranking import evaluation, report
+    from papermail.settings import get_settings
 
     settings = get_settings()
     data_dir = Path(__file__).resolve().parents[2] / "bench" / "data"
@@ -607,8 +662,8 @@ def _click_classes(name: str) -> tuple[type[BaseException], ...]:
     """`name` from click and from typer's own copies (typer >= 0.16 vendors click as
     typer._click and defines Exit/Abort in typer.exceptions): typer raises its own, and both
     must get click's handling."""
-    classes = [getattr(click.exceptions, name)]
-    for module_name in ("typer._click.exceptions", "typer.exceptions"):
+    classes: list[type[BaseException]] = []
+    for module_name in ("click.exceptions", "typer._click.exceptions", "typer.exceptions"):
         try:
             module = importlib.import_module(module_name)
         except ImportError:  # an older typer: plain click
@@ -622,6 +677,21 @@ def _click_classes(name: str) -> tuple[type[BaseException], ...]:
 _CLICK_EXIT = _click_classes("Exit")
 _CLICK_ERRORS = _click_classes("ClickException")
 _CLICK_ABORT = _click_classes("Abort")
+
+
+def _describe(exc: Exception) -> str:
+    """One line for an exception that is not a PapermailError. pydantic and SQLAlchemy are
+    looked up only if a verb loaded them (`--help` loads neither)."""
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(exc, pydantic.ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        return f"invalid configuration: {problems}"
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.OperationalError):
+        return f"database unavailable: {exc.orig}"
+    return f"unexpected {type(exc).__name__}: {exc}"  # a bug: -vv logs the traceback
 
 
 def main() -> None:
@@ -641,17 +711,8 @@ def main() -> None:
     except PapermailError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(1)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        err.print(f"error: invalid configuration: {problems}", markup=False, highlight=False)
-        sys.exit(1)
-    except OperationalError as exc:
-        err.print(f"error: database unavailable: {exc.orig}", markup=False, highlight=False)
-        sys.exit(1)
-    except Exception as exc:  # a bug: still one line, with a pointer to the logs
-        err.print(f"error: unexpected {type(exc).__name__}: {exc}", markup=False, highlight=False)
+    except Exception as exc:
+        err.print(f"error: {_describe(exc)}", markup=False, highlight=False)
         logging.getLogger("papermail").debug("traceback", exc_info=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
