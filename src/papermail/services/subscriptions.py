@@ -11,7 +11,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
@@ -345,24 +345,3 @@ def address_key(email: str) -> str:
 
 def ip_key(ip: str) -> str:
     return _hashed("ip", ip)
-
-
-def hit_rate_limit(
-    session: Session, *, limits: Mapping[str, int], window: timedelta, now: datetime
-) -> str | None:
-    """Count one attempt under every key, unless one of them already reached its limit within
-    `window`: then count nothing and return that key. Refused attempts are not counted, so a
-    flood does not extend its own block. Old hits are purged on the way."""
-    since = now - window
-    session.exec(delete(RateLimitHit).where(col(RateLimitHit.created_at) < since))
-    for key, limit in limits.items():
-        used = session.exec(
-            select(func.count())
-            .select_from(RateLimitHit)
-            .where(RateLimitHit.key == key, col(RateLimitHit.created_at) >= since)
-        ).one()
-        if used >= limit:
-            return key
-    for key in limits:
-        session.add(RateLimitHit(key=key, created_at=now))
-    return None

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from papermail.db import session_scope
 from papermail.models import utcnow
 from papermail.services import subscriptions
+from papermail.services.ratelimit import count_hits
 from papermail.web.context import Web
 from papermail.web.pages import PageError
 from papermail.web.security import CSRF_COOKIE, check_csrf, client_ip, csrf_cookie, make_csrf
@@ -63,18 +64,24 @@ class PublicForm:
         return response
 
 
-def rate_limited(web: Web, request: Request, email: str) -> bool:
-    """Count one mail-sending request; True if the address or the client IP is over its limit."""
+class Limit(StrEnum):
+    ok = "ok"
+    client = "client"  # this client IP made too many requests: it is told so (429)
+    address = "address"  # the address got enough mails: nothing is sent, and nobody is told
+
+
+def rate_limit(web: Web, request: Request, email: str) -> Limit:
+    """Count one mail-sending request, atomically (concurrent bursts cannot get past the
+    limits). The per-address limit only limits the mails sent to that address: the requester
+    sees the same answer, so a stranger cannot lock an address out of anything but extra mail
+    (and its owner's signed links never pass through here)."""
     s = web.settings
-    limits = {
-        subscriptions.ip_key(client_ip(request)): s.subscribe_limit_per_ip,
-        subscriptions.address_key(email): s.subscribe_limit_per_address,
-    }
-    with session_scope(web.engine) as session:
-        over = subscriptions.hit_rate_limit(
-            session,
-            limits=limits,
-            window=timedelta(minutes=s.rate_limit_window_minutes),
-            now=utcnow(),
-        )
-    return over is not None
+    ip, address = subscriptions.ip_key(client_ip(request)), subscriptions.address_key(email)
+    over = count_hits(
+        web.engine,
+        [(ip, s.subscribe_limit_per_ip), (address, s.subscribe_limit_per_address)],
+        window=timedelta(minutes=s.rate_limit_window_minutes),
+        now=utcnow(),
+        redis_url=s.redis_url,
+    )
+    return Limit.ok if over is None else Limit.client if over == ip else Limit.address

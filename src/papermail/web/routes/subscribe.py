@@ -13,11 +13,18 @@ from papermail.services import subscriptions
 from papermail.services.subscriptions import InvalidInput, Preferences, SignUp
 from papermail.tokens import Purpose
 from papermail.web import mails
-from papermail.web.context import WebDep
+from papermail.web.context import Web, WebDep
 from papermail.web.forms import known_zones, split_phrases
 from papermail.web.links import open_link, path_for
 from papermail.web.pages import render
-from papermail.web.routes.common import CsrfField, PublicForm, rate_limited, require_csrf, see_other
+from papermail.web.routes.common import (
+    CsrfField,
+    Limit,
+    PublicForm,
+    rate_limit,
+    require_csrf,
+    see_other,
+)
 from papermail.web.security import make_csrf
 
 router = APIRouter()
@@ -72,13 +79,29 @@ def subscribe(
         prefs = subscriptions.validate_preferences(prefs)
     except InvalidInput as exc:
         return _subscribe_page(web, form, values, {exc.field or "form": str(exc)}, status=400)
-    if rate_limited(web, request, address):
+    limit = rate_limit(web, request, address)
+    if limit is Limit.client:
         return _subscribe_page(web, form, values, {"form": TOO_MANY}, status=429)
+    if limit is Limit.ok:  # over the address's limit: no mail, and the same answer
+        background.add_task(_sign_up, web, address, prefs)
+    return _sent(form.finish(render(web, "sent", {"email": address, "kind": "subscribe"})))
+
+
+def _sent(response: Response) -> Response:
+    """The work behind a sign-up or link request runs after the answer (see _sign_up). Closing
+    the connection keeps that work from delaying, and so revealing itself through, the next
+    request a client sends on the same connection."""
+    response.headers["connection"] = "close"
+    return response
+
+
+def _sign_up(web: Web, address: str, prefs: Preferences) -> None:
+    """Runs after the answer went out, for a new, an unconfirmed and a confirmed address alike:
+    the answer cannot tell them apart by its content or by its time (issue 15 #7)."""
     with session_scope(web.engine) as session:
         result = subscriptions.request_subscription(session, email=address, prefs=prefs)
     if result.action is SignUp.confirm:
-        background.add_task(
-            mails.send_confirmation,
+        mails.send_confirmation(
             web.settings,
             email=result.email,
             subscriber_id=result.subscriber_id,
@@ -87,8 +110,7 @@ def subscribe(
             nonce=result.link_nonce,
         )
     elif result.action is SignUp.manage:
-        background.add_task(
-            mails.send_manage_link,
+        mails.send_manage_link(
             web.settings,
             email=result.email,
             subscriber_id=result.subscriber_id,
@@ -96,7 +118,6 @@ def subscribe(
             unsubscribed=result.unsubscribed,
             nonce=result.link_nonce,
         )
-    return form.finish(render(web, "sent", {"email": address, "kind": "subscribe"}))
 
 
 @router.get("/confirm/{token}")
@@ -154,30 +175,36 @@ def send_link(
         address = subscriptions.normalize_email(email)
     except InvalidInput as exc:
         return again({"email": str(exc)}, 400)
-    if rate_limited(web, request, address):
+    limit = rate_limit(web, request, address)
+    if limit is Limit.client:
         return again({"form": TOO_MANY}, 429)
+    if limit is Limit.ok:  # over the address's limit: no mail, and the same answer
+        background.add_task(_send_link, web, address)
+    return _sent(form.finish(render(web, "sent", {"email": address, "kind": "link"})))
+
+
+def _send_link(web: Web, address: str) -> None:
+    """After the answer went out, known address or not (see _sign_up)."""
     with session_scope(web.engine) as session:
         subscriber = subscriptions.get_by_email(session, address)
-        if subscriber is not None and subscriber.id is not None:
-            if subscriber.confirmed:
-                background.add_task(
-                    mails.send_manage_link,
-                    web.settings,
-                    email=address,
-                    subscriber_id=subscriber.id,
-                    version=subscriber.token_version,
-                    unsubscribed=subscriber.unsubscribed_at is not None,
-                    nonce=subscriber.link_nonce,
-                )
-            else:
-                keywords = subscriptions.keywords_of(session, subscriber.id)
-                background.add_task(
-                    mails.send_confirmation,
-                    web.settings,
-                    email=address,
-                    subscriber_id=subscriber.id,
-                    version=subscriber.token_version,
-                    keywords=keywords,
-                    nonce=subscriber.link_nonce,
-                )
-    return form.finish(render(web, "sent", {"email": address, "kind": "link"}))
+        if subscriber is None or subscriber.id is None:
+            return
+        keywords = subscriptions.keywords_of(session, subscriber.id)
+    if subscriber.confirmed:
+        mails.send_manage_link(
+            web.settings,
+            email=address,
+            subscriber_id=subscriber.id,
+            version=subscriber.token_version,
+            unsubscribed=subscriber.unsubscribed_at is not None,
+            nonce=subscriber.link_nonce,
+        )
+    else:
+        mails.send_confirmation(
+            web.settings,
+            email=address,
+            subscriber_id=subscriber.id,
+            version=subscriber.token_version,
+            keywords=keywords,
+            nonce=subscriber.link_nonce,
+        )
