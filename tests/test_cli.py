@@ -36,7 +36,7 @@ def clean_env(cwd: Path, **env: str) -> dict[str, str]:
         if k not in ("DATABASE_URL", "REDIS_URL", "MAIL_BACKEND", "VAR_DIR")
     }
     clean.update({"VAR_DIR": str(cwd / "var"), "COLUMNS": "200"}, **env)
-    return clean
+    return {k: v for k, v in clean.items() if v != ""}  # NAME="" in `env` unsets NAME
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

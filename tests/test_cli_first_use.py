@@ -203,3 +203,49 @@ def test_cli_frequency_choices_are_the_models():
     from papermail.models import Frequency
 
     assert [f.value for f in FrequencyChoice] == [f.value for f in Frequency]
+
+
+def test_one_per_user_database_by_default_and_commands_say_which(tmp_path):
+    """Issue 15.16: the database lived at ./var, so a command run from another folder silently
+    started an empty one. The default is now one per-user data directory (platformdirs;
+    XDG_DATA_HOME on Linux) unless VAR_DIR or DATABASE_URL say otherwise."""
+    data_home = tmp_path / "xdg"
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+    env = {"XDG_DATA_HOME": str(data_home), "VAR_DIR": ""}
+    added = run(["subscribers", "add", "ada@example.org", "-k", "x"], here, **env)
+    assert added.returncode == 0, added.stderr
+    db = data_home / "papermail" / "papermail.db"
+    assert db.is_file() and not (here / "var").exists()
+    listed = run(["subscribers", "list"], there, **env)
+    assert "ada@example.org" in listed.stdout
+    assert f"database: sqlite:///{db}" in listed.stdout
+    status = run(["status"], there, **env)
+    assert status.returncode == 0 and f"database: sqlite:///{db}" in status.stdout
+    # VAR_DIR still decides when given.
+    elsewhere = run(["subscribers", "list"], there, VAR_DIR=str(tmp_path / "v"))
+    assert "ada@example.org" not in elsewhere.stdout and str(tmp_path / "v") in elsewhere.stdout
+
+
+def test_json_for_scripts_and_tables_that_survive_a_pipe(tmp_path):
+    """Issue 15.16/17: `--json` on `subscribers list` and `status`; piped tables keep whole
+    addresses and paths."""
+    long_address = "a.very.long.address.for.testing.truncation" + "@example-research-lab.org"
+    assert (
+        run(["subscribers", "add", long_address, "-k", "state space models"], tmp_path).returncode
+        == 0
+    )
+    listed = run(["subscribers", "list", "--json"], tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    data = json.loads(listed.stdout)
+    assert data["database"].endswith("papermail.db")
+    (sub,) = data["subscribers"]
+    assert sub["email"] == long_address and sub["keywords"] == ["state space models"]
+    assert sub["status"] == "active" and sub["timezone"] == "UTC" and sub["send_hour"] == 7
+    status = json.loads(run(["status", "--json"], tmp_path).stdout)
+    assert status["database"] == data["database"] and "counts" in status
+
+    narrow = run(["subscribers", "list"], tmp_path, COLUMNS="40")
+    assert long_address in narrow.stdout, narrow.stdout
+    assert str(tmp_path / "var" / "papermail.db") in narrow.stdout

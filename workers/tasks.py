@@ -43,9 +43,10 @@ def score_day(issue_date: str, subscriber_ids: list[int] | None = None) -> list[
     """Store the day's digests; returns every digest of that day still waiting to be sent."""
     day = date.fromisoformat(issue_date)
     engine, settings = runtime.engine(), runtime.settings()
-    digests.score_day(engine, settings, issue_date=day, subscriber_ids=subscriber_ids)
+    report = digests.score_day(engine, settings, issue_date=day, subscriber_ids=subscriber_ids)
+    days = {day, *report.issue_dates}  # a subscriber still on yesterday gets yesterday's issue
     with session_scope(engine) as session:
-        return digests.pending_digest_ids(session, issue_date=day)
+        return sorted({i for d in days for i in digests.pending_digest_ids(session, issue_date=d)})
 
 
 @celery_app.task(bind=True, name="workers.tasks.send_digests", max_retries=None)

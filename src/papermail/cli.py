@@ -42,7 +42,13 @@ app = typer.Typer(
 )
 subscribers_app = typer.Typer(help="Add, list and remove subscribers.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
-console = Console()
+# Piped or redirected, tables keep every cell whole (addresses, paths): no terminal width.
+console = Console() if sys.stdout.isatty() else Console(width=100_000, soft_wrap=True)
+
+
+def _database(engine) -> str:
+    """Which database a command used, password hidden: printed by status and list."""
+    return engine.url.render_as_string(hide_password=True)
 
 
 def demo_subscribers() -> list[tuple[str, Preferences]]:
@@ -208,8 +214,12 @@ def subscribers_add(
 
 
 @subscribers_app.command("list")
-def subscribers_list() -> None:
-    """List subscribers with their interests and schedule."""
+def subscribers_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List subscribers with their interests and schedule, and which database holds them."""
+    import json
+
     from sqlmodel import col, select
 
     from papermail.db import session_scope
@@ -217,7 +227,7 @@ def subscribers_list() -> None:
     from papermail.services import subscriptions
 
     _, engine = _setup()
-    table = Table("id", "email", "status", "keywords", "excluded", "schedule")
+    rows = []
     with session_scope(engine) as session:
         for sub in session.exec(select(Subscriber).order_by(col(Subscriber.id))):
             interests = subscriptions.interests_of(session, sub.id)  # type: ignore[arg-type]
@@ -226,16 +236,35 @@ def subscribers_list() -> None:
                 if sub.unsubscribed_at
                 else ("active" if sub.confirmed else "unconfirmed")
             )
-            schedule = f"{sub.frequency} {sub.send_hour:02d}:00 {sub.timezone}"
-            table.add_row(
-                str(sub.id),
-                sub.email,
-                status,
-                ", ".join(i.phrase for i in interests if not i.negative),
-                ", ".join(i.phrase for i in interests if i.negative),
-                schedule,
+            rows.append(
+                {
+                    "id": sub.id,
+                    "email": sub.email,
+                    "status": status,
+                    "keywords": [i.phrase for i in interests if not i.negative],
+                    "excluded": [i.phrase for i in interests if i.negative],
+                    "frequency": str(sub.frequency),
+                    "send_hour": sub.send_hour,
+                    "timezone": sub.timezone,
+                    "weekday": sub.weekly_day,
+                    "max_papers": sub.max_papers,
+                }
             )
+    if as_json:
+        typer.echo(json.dumps({"database": _database(engine), "subscribers": rows}, indent=2))
+        return
+    table = Table("id", "email", "status", "keywords", "excluded", "schedule")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["email"],
+            row["status"],
+            ", ".join(row["keywords"]),
+            ", ".join(row["excluded"]),
+            f"{row['frequency']} {row['send_hour']:02d}:00 {row['timezone']}",
+        )
     console.print(table)
+    console.print(f"database: {_database(engine)}", markup=False, highlight=False)
 
 
 @subscribers_app.command("remove")
@@ -526,7 +555,7 @@ def status(
     with session_scope(engine) as session:
         report = day_status(session, _parse_date(day))
     if as_json:
-        typer.echo(json.dumps(report.as_dict(), indent=2))
+        typer.echo(json.dumps({"database": _database(engine), **report.as_dict()}, indent=2))
         return
     labels = {"pending": "queued (pending)"}
     counts = Table(title=f"deliveries for {report.issue_date}")
@@ -543,6 +572,7 @@ def status(
         console.print(problems)
     if report.suspended:
         console.print(f"{report.suspended} subscribers suspended after repeated hard bounces")
+    console.print(f"database: {_database(engine)}", markup=False, highlight=False)
 
 
 @app.command("rank")

@@ -33,6 +33,14 @@ def default_templates_dir() -> Path:
     return _first_existing(PACKAGE_DIR / "templates", PACKAGE_DIR.parents[1] / "templates")
 
 
+def default_var_dir() -> Path:
+    """One per-user data directory (platformdirs: ~/.local/share/papermail on Linux, or
+    $XDG_DATA_HOME/papermail), so every command finds the same database wherever it runs."""
+    from platformdirs import user_data_path
+
+    return user_data_path("papermail", appauthor=False)
+
+
 def default_samples_dir() -> Path:
     """Sample daily-papers pages bundled with the package, used by the demo."""
     return PACKAGE_DIR / "samples"
@@ -67,7 +75,11 @@ class Settings(BaseSettings):
         "development",
         description="`production` refuses a placeholder, short (< 32) or low-entropy SECRET_KEY.",
     )
-    var_dir: Path = Field(Path("var"), description="Where the SQLite database and outbox live.")
+    var_dir: Path = Field(
+        default_factory=default_var_dir,
+        description="Where the SQLite database and outbox live; default: the per-user data "
+        "directory (`~/.local/share/papermail` on Linux).",
+    )
     database_url: str = Field(
         "", description="SQLAlchemy URL; empty means SQLite at `VAR_DIR/papermail.db`."
     )

@@ -11,10 +11,11 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 from typing import TYPE_CHECKING
 from urllib.parse import quote_plus
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
@@ -78,6 +79,7 @@ class ScoreReport:
     empty: int = 0
     already: int = 0
     papers_scanned: int = 0
+    issue_dates: list[date] = field(default_factory=list)  # scored: each subscriber's own
 
 
 def active_subscribers(
@@ -318,9 +320,64 @@ def score_day(
     subscriber_ids: Sequence[int] | None = None,
     now: datetime | None = None,
 ) -> ScoreReport:
-    """Rank and store the digests of every subscriber due on `issue_date`, in one transaction."""
+    """Rank and store digests. Given ids (the dispatcher, which already works in each
+    subscriber's local date) are scored for `issue_date`, in one transaction.
+
+    Without ids (`run-daily`), issue dates follow each subscriber's own local date: one whose
+    local date at `now` is still before `issue_date` (Los Angeles while UTC is already on the next
+    day) gets the issue of their own day, never an early one dated `issue_date` that would leave
+    their real day empty. `report.issue_dates` lists the dates scored."""
     now = now or utcnow()
+    if subscriber_ids is not None:
+        return _score_date(
+            engine, settings, issue_date=issue_date, subscriber_ids=subscriber_ids, now=now
+        )
+    with session_scope(engine) as session:
+        groups = own_issue_dates(session, issue_date=issue_date, now=now)
     report = ScoreReport(issue_date=issue_date)
+    for day, ids in sorted(groups.items()):
+        part = _score_date(engine, settings, issue_date=day, subscriber_ids=ids, now=now)
+        report.issue_dates.append(day)
+        report.to_send.extend(part.to_send)
+        report.empty += part.empty
+        report.already += part.already
+        report.papers_scanned = max(report.papers_scanned, part.papers_scanned)
+    return report
+
+
+def own_issue_dates(session: Session, *, issue_date: date, now: datetime) -> dict[date, list[int]]:
+    """Receiving subscribers by the issue date that is theirs at `now`: `issue_date`, or their
+    local date when that is still earlier. Weekly subscribers only on their weekday."""
+    groups: dict[date, list[int]] = defaultdict(list)
+    receiving = select(Subscriber).where(
+        col(Subscriber.confirmed).is_(True),
+        col(Subscriber.unsubscribed_at).is_(None),
+        col(Subscriber.suspended_at).is_(None),
+        Subscriber.frequency != Frequency.paused,
+    )
+    for subscriber in session.exec(receiving.order_by(col(Subscriber.id))):
+        try:
+            local = now.astimezone(ZoneInfo(subscriber.timezone)).date()
+        except (ZoneInfoNotFoundError, ValueError):
+            local = now.astimezone(UTC).date()
+        day = min(issue_date, local)
+        if subscriber.frequency == Frequency.weekly and day.weekday() != subscriber.weekly_day:
+            continue
+        if subscriber.id is not None:
+            groups[day].append(subscriber.id)
+    return dict(groups)
+
+
+def _score_date(
+    engine: Engine,
+    settings: Settings,
+    *,
+    issue_date: date,
+    subscriber_ids: Sequence[int],
+    now: datetime,
+) -> ScoreReport:
+    """Rank and store the digests of these subscribers for `issue_date`, in one transaction."""
+    report = ScoreReport(issue_date=issue_date, issue_dates=[issue_date])
     with session_scope(engine) as session:
         subscribers = active_subscribers(
             session, issue_date=issue_date, subscriber_ids=subscriber_ids
