@@ -9,20 +9,24 @@ TORCH_VERSION ?= 2.13.0
 
 .PHONY: demo test lint bench clean
 
+# pip shows what it downloads and installs: the first run takes a few minutes.
 $(BIN)/.installed: pyproject.toml
+	@echo "installing papermail and its dependencies into $(VENV) (a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install --quiet -e '.[test,semantic]'
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install -e '.[test,semantic]'
 	touch $@
 
 demo: $(BIN)/.installed
 	$(BIN)/papermail demo
 
-test: $(BIN)/.installed
-	bash scripts/test-prerequisites.sh
+lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+test: $(BIN)/.installed lint
+	bash scripts/test-prerequisites.sh
 	$(BIN)/pytest
 
 bench: $(BIN)/.installed

@@ -26,7 +26,6 @@ from aiosmtpd.controller import Controller
 from papermail.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_SEEDS = REPO.parent / "shared" / "seeds"
 
 
 def free_port() -> int:
@@ -38,9 +37,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def seeds_dir() -> Path:
-    if not SHARED_SEEDS.is_dir():
-        pytest.fail(f"sample pages not found at {SHARED_SEEDS}: clone with ../shared beside it")
-    return SHARED_SEEDS
+    """The sample daily-papers pages shipped in the package (the demo's): tests need nothing
+    outside this repository."""
+    from papermail.settings import default_samples_dir
+
+    samples = default_samples_dir()
+    if not sorted(samples.glob("daily-papers-*.txt")):
+        pytest.fail(f"sample pages missing from the package at {samples}")
+    return samples
 
 
 @dataclass
