@@ -40,7 +40,8 @@ def test_rank_json_over_a_folder(tmp_path, seeds_dir):
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert len(rows) == 8
-    assert [set(r) for r in rows] == [{"id", "score", "matched"}] * 8
+    assert [set(r) for r in rows] == [{"id", "score", "matched", "sent"}] * 8
+    assert all(r["sent"] == (r["score"] >= 0.08) for r in rows)  # MIN_SCORE: a digest's floor
     assert all(r["matched"] == ["MoE"] for r in rows)
     assert [r["score"] for r in rows] != [] and all(0 < r["score"] <= 1 for r in rows)
     assert not list(tmp_path.iterdir()), "no database, no files"

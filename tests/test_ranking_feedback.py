@@ -98,9 +98,11 @@ def test_ratings_reach_ranking_and_move_the_profile(engine, world):
     assert [p.title for p in given[world].liked] == ["Mixture-of-Experts routing at scale"]
     assert [p.title for p in given[world].disliked] == ["Video diffusion models"]
     model = ranking.RelevanceModel.fit(papers)
-    plain = ranking.rank_one(model, papers, [ranking.Keyword("routing")], min_score=0.0, limit=5)
+    words = ranking.RankOptions(prf=0.0, context=0.0)  # ratings alone, no pseudo-feedback
+    keyword = [ranking.Keyword("routing")]
+    plain = ranking.rank_one(model, papers, keyword, min_score=0.0, limit=5, options=words)
     learned = ranking.rank_one(
-        model, papers, [ranking.Keyword("routing")], min_score=0.0, limit=5, feedback=given[world]
+        model, papers, keyword, min_score=0.0, limit=5, feedback=given[world], options=words
     )
     assert {m.index for m in plain} < {m.index for m in learned}  # MoE papers without "routing"
     assert feedback.load_feedback(session, []) == {}

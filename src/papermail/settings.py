@@ -142,10 +142,28 @@ class Settings(BaseSettings):
     synonyms_file: str = Field(
         "", description="A file of extra synonyms, same format as the packaged `synonyms.txt`."
     )
+    pseudo_feedback: float = Field(
+        0.4,
+        description="How far each keyword's scores move toward its best papers' centroid "
+        "(pseudo-relevance feedback: finds papers that say it in other words); 0 is off.",
+    )
+    keyword_context: float = Field(
+        0.5,
+        description="Share of a paper's score that depends on matching a profile's other "
+        "keywords too (tells the senses of a word apart); 0 is off.",
+    )
+    aspect_balance: float = Field(
+        0.0,
+        description="xQuAD weight: how strongly a digest covers each of a profile's keywords "
+        "in turn; 0 is off (on the dev judgements it cost relevance and changed no coverage).",
+    )
     semantic: bool = Field(
         False,
         description="Fuse a sentence-embedding similarity into ranking; needs "
         "`papermail[semantic]`. Ingest then stores one vector per paper.",
+    )
+    semantic_weight: float = Field(
+        0.3, description="With SEMANTIC: the share of each keyword's score that is semantic."
     )
     corpus_days: int = Field(90, description="Days of stored papers the TF-IDF model is fitted on.")
     lookback_days: int = Field(

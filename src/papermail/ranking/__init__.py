@@ -7,9 +7,13 @@ and timed alone. The pipeline, one module per step:
 - ``expansion``: acronyms the corpus defines ("Mixture-of-Experts (MoE)") and a synonyms file;
 - ``model``: the fitted document frequencies (``fit_cached``: once per corpus and process);
   title-weighted, sublinear TF-IDF vectors (``model.vectorize``: once for papers ranked often);
-- ``phrases``: each unique phrase against each paper, matching as a phrase, not as scattered words;
+- ``phrases``: each unique phrase against each paper: its TF-IDF cosine times how much of it the
+  paper holds (a soft coverage, no cliff), fused with a dense semantic score (optional), then
+  moved toward its best papers (``prf``: pseudo-relevance feedback);
 - ``batch``: ``rank`` / ``rank_one``: profiles combined, feedback, exclusions, prior, top-N or MMR;
-- ``learning``: Rocchio and a per-subscriber classifier from ratings; ``diversity``: MMR;
+- ``learning``: Rocchio and a per-subscriber classifier from ratings; ``diversity``: MMR and
+  xQuAD; ``prf``: pseudo-relevance feedback and keyword context; ``dense``: sentence embeddings
+  (``papermail[semantic]``, lazy: importing ranking never imports torch);
 - ``corpus``: papers from files (``papermail rank``); ``bm25``: the baseline;
 - ``evaluation`` and ``report``: the labelled-set harness behind ``papermail eval``.
 """
@@ -19,6 +23,7 @@ from papermail.ranking.base import (
     Feedback,
     Keyword,
     Match,
+    Meaning,
     ModelConfig,
     PaperText,
     Profile,
@@ -34,6 +39,7 @@ __all__ = [
     "Feedback",
     "Keyword",
     "Match",
+    "Meaning",
     "ModelConfig",
     "PaperText",
     "Profile",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
+
+import numpy as np
 
 if TYPE_CHECKING:
     from papermail.settings import Settings
@@ -82,6 +84,24 @@ class Match:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class Meaning:
+    """Dense sentence embeddings for ranking (papermail[semantic]): one L2-normalized row per
+    paper passed to rank(), and the function that embeds phrases the same way. A phrase's
+    semantic score for a paper is its cosine rescaled from [floor, 1] to [0, 1]: below `floor`
+    (unrelated texts still share some direction) it is 0."""
+
+    papers: np.ndarray  # papers x dimensions
+    encode: Callable[[Sequence[str]], np.ndarray]
+    floor: float = 0.2
+
+    def scores(self, phrases: Sequence[str], n: int) -> np.ndarray:
+        if not phrases:
+            return np.zeros((0, n))
+        cosine = self.encode(list(phrases)) @ self.papers[:n].T
+        return np.clip((cosine - self.floor) / (1.0 - self.floor), 0.0, 1.0)
+
+
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     """What is fixed when the model is fitted (the eval harness switches these one by one)."""
@@ -95,16 +115,24 @@ class ModelConfig:
 
 @dataclass(frozen=True, slots=True)
 class RankOptions:
-    """How scores are computed and picked; defaults are the tuned full model (see bench/data)."""
+    """How scores are computed and picked. Defaults were chosen on the dev split of the
+    labelled set only (bench/data/README.md); the test split reports them."""
 
-    phrases: bool = True  # a phrase counts only where the paper has it (or most of it)
+    phrases: bool = True  # a phrase scores by how much of it the paper holds (its coverage)
+    gate: Literal["soft", "hard"] = "soft"  # soft: cosine x coverage**coverage_power, no cliff
+    coverage_power: float = 1.5  # how steeply a partial phrase loses score (soft gate)
     near: float = 0.7  # share of a phrase's idf mass (words and bigrams) that makes a near match
     reorder: float = 0.8  # weight of the head-first word order ("distilling knowledge"); 0: off
     combine: Literal["or", "cosine"] = "or"  # phrases as independent interests, or one query
     expand: bool = True  # acronyms <-> long forms, synonyms
+    prf: float = 0.4  # pseudo-relevance feedback: weight of the top papers' centroid; 0: off
+    prf_docs: int = 5  # how many top papers form it
+    context: float = 0.5  # share of a score that depends on matching the profile's other keywords
+    dense: float = 0.0  # weight of the dense semantic score in each phrase's (needs `meaning`)
     negative_factor: float = 0.0  # score multiplier for a paper with an excluded phrase
     prior: float = 0.05  # popularity: up to +5% for a paper with 100+ upvotes
     diversity: float = 0.9  # MMR lambda: 1 ranks by relevance only
+    aspects: float = 0.0  # xQuAD mu: how much a profile's keywords each get their share; 0: off
     feedback_weight: float = 0.5  # Rocchio: how far the profile moves toward liked papers
     classifier_min_ratings: int = 10  # ratings before a per-subscriber classifier joins in
     classifier_weight: float = 0.3  # its share of the final score
@@ -118,6 +146,10 @@ class RankOptions:
             feedback_weight=settings.feedback_weight,
             classifier_min_ratings=settings.classifier_min_ratings,
             classifier_weight=settings.classifier_weight,
+            prf=settings.pseudo_feedback,
+            context=settings.keyword_context,
+            aspects=settings.aspect_balance,
+            dense=settings.semantic_weight if settings.semantic else 0.0,
         )
 
 

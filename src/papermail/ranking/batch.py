@@ -18,28 +18,47 @@ carry them.
 from __future__ import annotations
 
 import gc
-from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import chain, pairwise
 
 import numpy as np
 import scipy.sparse as sp
 
-from papermail.ranking import diversity, learning
+from papermail.ranking import diversity, learning, prf
 from papermail.ranking.base import (
     FEEDBACK_LABEL,
     Feedback,
     Keyword,
     Match,
+    Meaning,
     PaperText,
     Profile,
     RankOptions,
 )
 from papermail.ranking.model import RelevanceModel, VectorizedPapers, Vectors
-from papermail.ranking.phrases import NEAR_BIT, WHERE, PhraseTable, _expand, build_table
+from papermail.ranking.phrases import (
+    MEANING,
+    NEAR_BIT,
+    WHERE,
+    PhraseTable,
+    _expand,
+    build_table,
+    partial_label,
+)
 
 POPULAR = 100  # upvotes that earn the whole prior
+MINOR_REASON = 0.1  # a phrase adding less than this share of the top reason's is not named
 _PLACES = np.array(["", WHERE[1], WHERE[2], WHERE[3]], dtype=object)
 
 
@@ -229,9 +248,16 @@ class _Matches:
     each pair is checked against its group's first, so a hash collision costs sharing, never a
     wrong reason. Pairs of rated rows (feedback reasons) are never shared."""
 
-    def __init__(self, table: PhraseTable, pos: sp.csr_matrix, cosine: bool) -> None:
+    def __init__(
+        self,
+        table: PhraseTable,
+        pos: sp.csr_matrix,
+        cosine: bool,
+        labels: Callable[[int, int, int], str],
+    ) -> None:
         self.table, self.pos, self.cosine = table, pos, cosine
         self.labels = np.array(table.phrases + table.alternatives, dtype=object)
+        self.label_of = labels  # (phrase, present bits, related paper) -> a truthful label
 
     def __call__(
         self,
@@ -268,12 +294,26 @@ class _Matches:
         share = weight * -np.expm1(miss) if self.cosine else -weight * miss
         order = np.lexsort((phrase, -share, pair))
         pair, phrase, pos, share = pair[order], phrase[order], pos[order], share[order]
+        if len(pair):  # a reason names what moved the paper: not a stray word's crumb of score
+            first = np.r_[True, pair[1:] != pair[:-1]]
+            top = share[first][np.cumsum(first) - 1]
+            keep = share >= MINOR_REASON * top
+            pair, phrase, pos, share = pair[keep], phrase[keep], pos[keep], share[keep]
         bits, via = t.where[pos], t.via[pos]
         names = self.labels[phrase]
         vias = np.full(len(pos), "", dtype=object)
         some = np.flatnonzero(via)
         vias[some] = self.labels[len(t.phrases) + via[some] - 1]
         vias[some[vias[some] == names[some]]] = ""
+        # Never a phrase the paper does not hold: a partial match names the words it has, and
+        # a paper the feedback brought names the top paper it resembles.
+        related = t.related[pos]
+        partial = ((bits & NEAR_BIT) != 0) & (via == 0)
+        for i in np.flatnonzero(partial | (related != -1)).tolist():
+            bits_i = int(t.present[pos[i]]) if partial[i] else -1
+            names[i] = self.label_of(int(phrase[i]), bits_i, int(related[i]))
+            if related[i] != -1:
+                vias[i], bits[i] = "", NEAR_BIT
         names_t = tuple(names.tolist())
         places = tuple(_PLACES[bits & 3].tolist())
         details = (tuple(vias.tolist()), tuple(((bits & NEAR_BIT) == 0).tolist()), share.tolist())
@@ -342,19 +382,31 @@ def rank(
     options: RankOptions | None = None,
     upvotes: Sequence[int | None] | None = None,
     feedback: Mapping[Hashable, Feedback] | None = None,
+    meaning: Meaning | None = None,
 ) -> dict[Hashable, list[Match]]:
     """Every profile's top matches among `papers`, best first (in MMR order when diversity is
     on). If `eligible` has an entry for a profile key, only those paper indexes may be returned
     for it (papers already sent are not). `upvotes` (one per paper) feeds the popularity prior;
     `feedback` (per profile key) the Rocchio shift and the classifier. `papers` may be
     `model.vectorize(papers)`, to rank the same papers again without vectorizing them again.
-    Each profile gets its own list; equal matches are one (frozen) Match object."""
+    Each profile gets its own list; equal matches are one (frozen) Match object. `meaning`
+    (the papers' sentence embeddings and a phrase encoder) fuses a dense semantic score into
+    every phrase's, with weight `options.dense`."""
     options = options or RankOptions()
     if not papers or not profiles:
         return {profile.key: [] for profile in profiles}
     with _gc_paused():
         return _rank(
-            model, papers, profiles, min_score, eligible, chunk_size, options, upvotes, feedback
+            model,
+            papers,
+            profiles,
+            min_score,
+            eligible,
+            chunk_size,
+            options,
+            upvotes,
+            feedback,
+            meaning if options.dense > 0 else None,
         )
 
 
@@ -383,12 +435,13 @@ class _Picker:
         min_score: float,
         options: RankOptions,
         upvotes: Sequence[int | None] | None,
+        similarity: np.ndarray | None,
     ) -> None:
         self.rows, self.table, self.vectors, self.n = rows, table, vectors, n
         self.min_score, self.options = min_score, options
         self.norms = _norms(rows.pos, table) if options.combine == "cosine" else None
         self.popularity = _popularity(upvotes, n, options.prior)
-        self.similarity = _similarity(vectors, n) if options.diversity < 1 else None
+        self.similarity = similarity if options.diversity < 1 else None
         self.learned: dict[int, np.ndarray] = {}  # rated row -> its feedback part per paper
 
     def __call__(self, start: int, stop: int) -> tuple[np.ndarray, ...]:
@@ -397,6 +450,8 @@ class _Picker:
         rows, options, n = self.rows, self.options, self.n
         chunk = _Chunk.of(rows.pos, self.table.log_miss, start, stop)
         scores = chunk.scores(None if self.norms is None else self.norms[start:stop])
+        if options.context > 0:
+            scores = prf.in_context(chunk.part, chunk.block, scores, options.context)
         rated = [row for row in range(start, stop) if row in rows.rated]
         if rated:
             local = np.array(rated) - start
@@ -420,11 +475,19 @@ class _Picker:
         if self.popularity is not None:
             scores *= self.popularity
         limits = rows.limits[start:stop]
-        if self.similarity is None:
+        if self.similarity is None and options.aspects <= 0:
             choice, _ = _top(scores, limits)
         else:
             cand, relevance = _top(scores, limits * diversity.POOL)
-            choice = diversity.select(cand, relevance, limits, self.similarity, options.diversity)
+            aspects = None
+            if options.aspects > 0:
+                ids, share, keep = diversity.aspect_weights(chunk.part, options.aspects)
+                safe = np.where(cand >= 0, cand, 0)
+                cover = -np.expm1(chunk.block[ids[:, None, :], safe[:, :, None]])
+                aspects, relevance = (cover, share), relevance * keep[:, None]
+            choice = diversity.select(
+                cand, relevance, limits, self.similarity, options.diversity, aspects
+            )
         picked = np.flatnonzero(choice >= 0)
         row, col = picked // choice.shape[1], choice.ravel()[picked]
         return (row + start, col, np.minimum(scores[row, col], 1.0), *chunk.hits(row, col))
@@ -440,25 +503,53 @@ def _rank(
     options: RankOptions,
     upvotes: Sequence[int | None] | None,
     feedback: Mapping[Hashable, Feedback] | None,
+    meaning: Meaning | None,
 ) -> dict[Hashable, list[Match]]:
     n = len(papers)
     rows = _rows(profiles, n, eligible, feedback)
     vectors = _vectors(model, papers, rows.texts)
     own = Vectors(vectors.columns, vectors.tfidf[:n], vectors.title[:n], vectors.abstract[:n])
-    table = build_table(model, own, rows.phrases, options)
-    pick = _Picker(rows, table, vectors, n, min_score, options, upvotes)
+    similarity = _similarity(vectors, n) if options.diversity < 1 or options.prf > 0 else None
+    semantic = meaning.scores(rows.phrases, n) if meaning is not None else None
+    table = build_table(model, own, rows.phrases, options, similarity, semantic)
+    pick = _Picker(rows, table, vectors, n, min_score, options, upvotes, similarity)
     total, step = len(rows.limits), max(chunk_size, 1)
     parts = [pick(start, min(start + step, total)) for start in range(0, total, step)]
     offsets = np.cumsum([0] + [len(part[0]) for part in parts[:-1]])
     for part, offset in zip(parts, offsets, strict=True):
         part[3][:] += offset  # pick numbers, from the chunk's to the batch's
     pair_rows, cols, values, *hits = (np.concatenate(column) for column in zip(*parts, strict=True))
-    matches = _Matches(table, rows.pos, options.combine == "cosine")(
+    label = _labeller(model, rows.phrases, papers)
+    matches = _Matches(table, rows.pos, options.combine == "cosine", label)(
         pair_rows, cols, values, tuple(hits), pick.learned
     )
     bounds = np.searchsorted(pair_rows, np.arange(total + 1)).tolist()
     found = [[m for m in matches[a:b] if m is not None] for a, b in pairwise(bounds)]
     return {profile.key: found[row][:] for profile, row in zip(profiles, rows.of, strict=True)}
+
+
+RELATED_PREFIX = "like “"  # a reason "like “<title>”": the feedback paper a match resembles
+MEANING_PREFIX = "close in meaning to “"  # a reason the dense score gave (semantic ranking)
+TITLE_CHARS = 60
+
+
+def _labeller(
+    model: RelevanceModel, phrases: Sequence[str], papers: Sequence[PaperText]
+) -> Callable[[int, int, int], str]:
+    """(phrase, present-word bits or -1, related paper or -1) -> the reason's label, cached."""
+
+    @lru_cache(maxsize=65536)
+    def label(phrase: int, bits: int, related: int) -> str:
+        if related == MEANING:
+            return f"{MEANING_PREFIX}{phrases[phrase]}”"
+        if related >= 0:
+            title = " ".join(papers[related].title.split())
+            if len(title) > TITLE_CHARS:
+                title = title[: TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
+            return f"{RELATED_PREFIX}{title}”"
+        return partial_label(model, phrases[phrase], bits)
+
+    return label
 
 
 def _with_feedback(why: tuple[tuple, tuple, tuple], share: float) -> tuple[tuple, tuple, tuple]:

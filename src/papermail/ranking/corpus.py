@@ -43,14 +43,31 @@ def rank_files(
     min_score: float,
     options: RankOptions | None = None,
     config: ModelConfig | None = None,
+    cache: Path | None = None,
 ) -> list[tuple[str, str, Match]]:
     """(paper id, title, match) for an ad-hoc profile over the papers in `paths`, best first:
-    the model is fitted on those papers, as the daily job fits it on its rolling corpus."""
+    the model is fitted on those papers, as the daily job fits it on its rolling corpus. With
+    `options.dense` and the semantic extra, paper vectors are encoded once into `cache`."""
     ids, papers, upvotes = load_corpus(paths)
     if not papers:
         raise ValueError("no papers in the corpus")
     model = RelevanceModel.fit(papers, config)
     wanted = (*(Keyword(k) for k in keywords), *(Keyword(x, negative=True) for x in excluded))
     profile = Profile(None, wanted, limit)
-    found = rank(model, papers, [profile], min_score=min_score, options=options, upvotes=upvotes)
+    meaning = None
+    if options is not None and options.dense > 0 and cache is not None:
+        from papermail.ranking import dense
+
+        if dense.available():
+            pairs = [(p.title, p.abstract) for p in papers]
+            meaning = dense.meaning(dense.cached_paper_vectors(pairs, cache))
+    found = rank(
+        model,
+        papers,
+        [profile],
+        min_score=min_score,
+        options=options,
+        upvotes=upvotes,
+        meaning=meaning,
+    )
     return [(ids[m.index], papers[m.index].title, m) for m in found[None]]

@@ -25,11 +25,14 @@ import importlib.util
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from papermail.ranking.base import Meaning
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from sentence_transformers import SentenceTransformer
@@ -137,3 +140,39 @@ def unpack_many(blobs: Sequence[bytes]) -> np.ndarray:
     matrix = np.frombuffer(b"".join(blobs), dtype="<f2").astype(np.float32).reshape(len(blobs), -1)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return matrix / np.where(norms > 0, norms, 1.0)
+
+
+PHRASES_KEPT = 100_000  # phrase vectors remembered per process (subscribers share keywords)
+_phrases: OrderedDict[str, np.ndarray] = OrderedDict()
+
+
+def encode_phrases(phrases: Sequence[str]) -> np.ndarray:
+    """Keyword phrases as vectors, each encoded once per process: the same few thousand
+    phrases are ranked every day for every subscriber who typed them."""
+    missing = list(dict.fromkeys(p for p in phrases if p not in _phrases))
+    if missing:
+        for phrase, vector in zip(missing, encode(missing), strict=True):
+            _phrases[phrase] = vector
+        while len(_phrases) > PHRASES_KEPT:
+            _phrases.popitem(last=False)
+    return np.array([_phrases[p] for p in phrases], dtype=np.float32).reshape(len(phrases), DIM)
+
+
+def meaning(papers: np.ndarray) -> Meaning:
+    """What ranking.rank(meaning=...) takes: these papers' vectors and the phrase encoder."""
+    return Meaning(np.asarray(papers, dtype=np.float32), encode_phrases)
+
+
+def cached_paper_vectors(titles_abstracts: Sequence[tuple[str, str]], cache: Path) -> np.ndarray:
+    """Vectors for papers read from files (``papermail rank``), kept in `cache` under a hash of
+    the model and the texts, so a second ranking of the same papers encodes nothing."""
+    texts = [paper_text(title, abstract) for title, abstract in titles_abstracts]
+    path = cache / f"papers-{text_hash(MODEL_NAME + chr(10) + chr(10).join(texts))}.npy"
+    if path.is_file():
+        return np.load(path)
+    vectors = encode(texts)
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp.npy")
+    np.save(partial, vectors)
+    partial.replace(path)  # atomic: a crash never leaves a half-written cache
+    return vectors

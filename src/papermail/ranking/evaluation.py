@@ -15,6 +15,7 @@ import numpy as np
 
 from papermail.ranking.base import (
     Keyword,
+    Meaning,
     ModelConfig,
     PaperText,
     Profile,
@@ -36,6 +37,7 @@ class EvalProfile:
     keywords: tuple[str, ...]
     excluded: tuple[str, ...] = ()
     need: str = ""  # the information need the judgements follow
+    split: str = "dev"  # "dev": defaults may be chosen on it; "test": frozen, only reported
 
     def keyword_list(self) -> tuple[Keyword, ...]:
         return (
@@ -55,6 +57,12 @@ class LabelledSet:
     def grade(self, profile: str, index: int) -> int:
         return self.grades.get(profile, {}).get(self.ids[index], 0)
 
+    def split(self, name: str) -> LabelledSet:
+        """The profiles of one split ("dev" or "test"), same papers."""
+        kept = [p for p in self.profiles if p.split == name]
+        grades = {p.name: self.grades.get(p.name, {}) for p in kept}
+        return LabelledSet(self.ids, self.papers, self.upvotes, kept, grades)
+
 
 @dataclass(frozen=True, slots=True)
 class Variant:
@@ -71,7 +79,11 @@ def load_labelled(judgements: Path, profiles: Path, corpus: Iterable[Path]) -> L
     specs = json.loads(profiles.read_text(encoding="utf-8"))
     wanted = [
         EvalProfile(
-            s["name"], tuple(s["keywords"]), tuple(s.get("excluded", ())), s.get("need", "")
+            s["name"],
+            tuple(s["keywords"]),
+            tuple(s.get("excluded", ())),
+            s.get("need", ""),
+            s.get("split", "dev"),
         )
         for s in specs
     ]
@@ -90,29 +102,60 @@ def load_labelled(judgements: Path, profiles: Path, corpus: Iterable[Path]) -> L
 
 PLAIN_CONFIG = ModelConfig(stemming=False, title_weight=1.0, learn_acronyms=False, synonyms=False)
 PLAIN_OPTIONS = RankOptions(
-    phrases=False, combine="cosine", expand=False, prior=0.0, diversity=1.0, negative_factor=0.0
+    phrases=False,
+    combine="cosine",
+    expand=False,
+    prior=0.0,
+    diversity=1.0,
+    negative_factor=0.0,
+    prf=0.0,
+    context=0.0,
 )
 
 
 def variants(full: RankOptions | None = None, config: ModelConfig | None = None) -> list[Variant]:
-    """Plain cosine, BM25, then each feature of the full model switched on in turn."""
+    """Plain cosine, BM25, the previous model (hard phrase gate), then each change of the
+    current model switched on in turn; the last is the full model as configured."""
     full = full or RankOptions()
     config = config or ModelConfig()
-    steps = [Variant("plain TF-IDF cosine", PLAIN_CONFIG, PLAIN_OPTIONS), Variant("BM25")]
-    options = replace(PLAIN_OPTIONS, phrases=True, combine="or", near=full.near)
-    steps.append(Variant("+ phrases (gate, OR of phrases)", PLAIN_CONFIG, options))
-    cfg = replace(PLAIN_CONFIG, learn_acronyms=config.learn_acronyms, synonyms=config.synonyms)
-    options = replace(options, expand=True)
-    steps.append(Variant("+ expansion (acronyms, synonyms)", cfg, options))
-    cfg = replace(cfg, stemming=config.stemming)
-    steps.append(Variant("+ stemming", cfg, options))
-    cfg = replace(cfg, title_weight=config.title_weight)
-    steps.append(Variant(f"+ title weight x{config.title_weight:g}", cfg, options))
-    options = replace(options, prior=full.prior)
-    steps.append(Variant(f"+ popularity prior {full.prior:g}", cfg, options))
-    options = replace(options, diversity=full.diversity)
-    steps.append(Variant(f"+ MMR lambda {full.diversity:g} (full model)", cfg, options))
-    return steps
+    previous = replace(full, gate="hard", prf=0.0, aspects=0.0, context=0.0)
+    soft = replace(previous, gate="soft", coverage_power=full.coverage_power)
+    feedback = replace(soft, prf=full.prf, prf_docs=full.prf_docs)
+    return [
+        Variant("plain TF-IDF cosine", PLAIN_CONFIG, PLAIN_OPTIONS),
+        Variant("BM25"),
+        Variant("previous model (hard phrase gate)", config, previous),
+        Variant(f"+ soft coverage (power {full.coverage_power:g})", config, soft),
+        Variant(
+            f"+ pseudo-relevance feedback ({full.prf:g}, top {full.prf_docs})", config, feedback
+        ),
+        Variant(f"+ aspects {full.aspects:g}, context {full.context:g} (full model)", config, full),
+    ]
+
+
+DENSE_CACHE = Path("var") / "cache"
+SEMANTIC_WEIGHT = 0.3  # the dense fusion variant's weight (settings.semantic_weight's default)
+
+
+def dense_variant(full: Variant, weight: float = SEMANTIC_WEIGHT) -> Variant | None:
+    """The full model with the sentence-embedding score fused in, when papermail[semantic] is
+    installed; None otherwise (the report then says it was not measured)."""
+    from papermail.ranking import dense
+
+    if not dense.available():
+        return None
+    return Variant(
+        f"+ dense fusion (MiniLM, weight {weight:g})",
+        full.config,
+        replace(full.options, dense=weight),
+    )
+
+
+def dense_meaning(data: LabelledSet) -> Meaning:
+    from papermail.ranking import dense
+
+    pairs = [(p.title, p.abstract) for p in data.papers]
+    return dense.meaning(dense.cached_paper_vectors(pairs, DENSE_CACHE))
 
 
 # --- running and scoring ------------------------------------------------------------------
@@ -142,9 +185,26 @@ def run_variant(
     model = RelevanceModel.fit(data.papers, variant.config)
     profiles = [Profile(p.name, p.keyword_list(), limit) for p in data.profiles]
     options, votes = variant.options, data.upvotes
-    deep = rank(model, data.papers, profiles, min_score=1e-9, options=options, upvotes=votes)
+    meaning = dense_meaning(data) if options.dense > 0 else None
+    deep = rank(
+        model,
+        data.papers,
+        profiles,
+        min_score=1e-9,
+        options=options,
+        upvotes=votes,
+        meaning=meaning,
+    )
     digest = [replace(p, limit=SENT) for p in profiles]
-    sent = rank(model, data.papers, digest, min_score=min_score, options=options, upvotes=votes)
+    sent = rank(
+        model,
+        data.papers,
+        digest,
+        min_score=min_score,
+        options=options,
+        upvotes=votes,
+        meaning=meaning,
+    )
     return (
         {k: [m.index for m in v] for k, v in deep.items()},  # type: ignore[misc]
         {k: [m.index for m in v] for k, v in sent.items()},  # type: ignore[misc]
@@ -169,6 +229,71 @@ class Row:
     junk: float | None = None
     redundancy: float | None = None
     ms_per_1000: float | None = None
+    per_profile: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric -> 95% interval
+
+
+METRICS = ("ndcg", "precision", "recall")
+SPLITS = ("dev", "test")
+BOOTSTRAP_ROUNDS = 2000
+TIE = 0.01  # per-profile nDCG@10 differences this small count as ties
+
+
+def per_profile(data: LabelledSet, ranked: dict[str, list[int]]) -> dict[str, dict[str, float]]:
+    """Profile -> metric -> value: nDCG@10 where the profile has anything relevant; P@5 (grade
+    2 in the top 5) and R@20 (share of its grade-2 papers in the top 20) where it has grade 2."""
+    values: dict[str, dict[str, float]] = {}
+    for p in data.profiles:
+        found = ranked.get(p.name, [])
+        grades = [data.grade(p.name, i) for i in found]
+        judged = list(data.grades.get(p.name, {}).values())
+        on_topic = sum(g == 2 for g in judged)
+        mine: dict[str, float] = {}
+        if any(judged):
+            mine["ndcg"] = ndcg(grades, judged)
+        if on_topic:
+            mine["precision"] = sum(g == 2 for g in grades[:5]) / 5
+            mine["recall"] = sum(g == 2 for g in grades[:DEPTH]) / on_topic
+        values[p.name] = mine
+    return values
+
+
+def bootstrap(values: Sequence[float], rounds: int = BOOTSTRAP_ROUNDS) -> tuple[float, float]:
+    """95% percentile interval of the mean, profiles resampled with replacement (seeded)."""
+    x = np.asarray(values, dtype=float)
+    if not len(x):
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(20261202)
+    means = x[rng.integers(0, len(x), size=(rounds, len(x)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One metric of a variant against a baseline, over the profiles both are scored on."""
+
+    metric: str
+    difference: float  # mean of the per-profile differences
+    low: float  # 95% bootstrap interval of that mean
+    high: float
+    wins: int  # profiles where the variant is better by more than TIE
+    ties: int
+    losses: int
+
+
+def compare(row: Row, baseline: Row, metric: str) -> Comparison:
+    names = [n for n, v in row.per_profile.items() if metric in v]
+    diffs = np.array([row.per_profile[n][metric] - baseline.per_profile[n][metric] for n in names])
+    low, high = bootstrap(diffs)
+    return Comparison(
+        metric,
+        float(diffs.mean()) if len(diffs) else float("nan"),
+        low,
+        high,
+        int((diffs > TIE).sum()),
+        int((np.abs(diffs) <= TIE).sum()),
+        int((diffs < -TIE).sum()),
+    )
 
 
 def score_rankings(
@@ -179,24 +304,20 @@ def score_rankings(
     similarity: np.ndarray | None = None,
 ) -> Row:
     """Means over profiles that have something to find (nDCG, P@5: grade 2 in the top 5;
-    recall of grade-2 papers in the top 20); `sent` and `junk` (grade-0 papers among those
-    sent) over every profile, including those with nothing relevant."""
-    ndcgs, precisions, recalls, redundancy = [], [], [], []
+    recall of grade-2 papers in the top 20), with 95% bootstrap intervals; `sent` and `junk`
+    (grade-0 papers among those sent) over every profile, including those with nothing
+    relevant."""
+    values = per_profile(data, ranked)
+    columns = {m: [v[m] for v in values.values() if m in v] for m in METRICS}
+    means = {m: float(np.mean(c)) if c else float("nan") for m, c in columns.items()}
+    row = Row(name, means["ndcg"], means["precision"], means["recall"], per_profile=values)
+    row.ci = {m: bootstrap(c) for m, c in columns.items()}
+    redundancy = []
     for p in data.profiles:
-        found = ranked.get(p.name, [])
-        grades = [data.grade(p.name, i) for i in found]
-        judged = list(data.grades.get(p.name, {}).values())
-        on_topic = sum(g == 2 for g in judged)
-        if any(judged):
-            ndcgs.append(ndcg(grades, judged))
-        if on_topic:
-            precisions.append(sum(g == 2 for g in grades[:5]) / 5)
-            recalls.append(sum(g == 2 for g in grades[:DEPTH]) / on_topic)
-        top = found[:10]
+        top = ranked.get(p.name, [])[:10]
         if similarity is not None and len(top) > 1:
             block = similarity[np.ix_(top, top)]
             redundancy.append(float(block[np.triu_indices(len(top), 1)].max()))
-    row = Row(name, float(np.mean(ndcgs)), float(np.mean(precisions)), float(np.mean(recalls)))
     if sent is not None:
         row.sent = float(np.mean([len(sent.get(p.name, [])) for p in data.profiles]))
         row.junk = float(

@@ -19,15 +19,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import scipy.sparse as sp
 
+from papermail.ranking import prf
 from papermail.ranking.base import RankOptions
 from papermail.ranking.model import RelevanceModel, Vectors
+from papermail.ranking.text import _TOKEN as _WORD
 from papermail.ranking.text import phrase_terms
 
 FULL = 1.0 - 1e-9
+MAX_WORDS = 20  # words of a phrase tracked for partial-match explanations (2 bits each)
+SCORE_FLOOR = 0.01  # phrase scores below this are dropped (keeps the table sparse)
+PRF_FLOOR = SCORE_FLOOR  # feedback adds no entry below this score
+MEANING = -2  # `related` of an entry the dense score explains
 MAX_SCORE = 0.999  # keeps log(1 - s) finite
 WHERE = {1: "title", 2: "abstract", 3: "title+abstract"}
 NEAR_BIT = 4
@@ -44,6 +51,8 @@ class PhraseTable:
     via: np.ndarray  # 1 + index into `alternatives` of the form that matched, 0: itself
     alternatives: list[str]  # how each alternative is spelled ("mixture-of-experts")
     own: sp.csr_matrix  # phrases x terms: each phrase's own normalized query vector
+    present: np.ndarray  # per entry: bit i set where the paper has the phrase's i-th word
+    related: np.ndarray  # per entry: the feedback paper that explains it (prf.py), or -1
 
     def lookup(self, phrase: np.ndarray, paper: np.ndarray) -> np.ndarray:
         """Positions of (phrase, paper) entries in the aligned arrays, -1 where none."""
@@ -59,7 +68,7 @@ def _empty(phrases: Sequence[str], n_papers: int) -> PhraseTable:
 
     own = sp.csr_matrix((len(phrases), 0))
     none = np.zeros(0, dtype=np.int64)
-    return PhraseTable(list(phrases), nothing(), nothing(), none, none, none, [], own)
+    return PhraseTable(list(phrases), nothing(), nothing(), none, none, none, [], own, none, none)
 
 
 def _rows_cols(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -95,8 +104,15 @@ def _forms(
 
 
 def build_table(
-    model: RelevanceModel, vectors: Vectors, phrases: Sequence[str], options: RankOptions
+    model: RelevanceModel,
+    vectors: Vectors,
+    phrases: Sequence[str],
+    options: RankOptions,
+    similarity: np.ndarray | None = None,
+    meaning: np.ndarray | None = None,
 ) -> PhraseTable:
+    """`similarity` (papers x papers) feeds pseudo-relevance feedback; `meaning` (phrases x
+    papers, in [0, 1]) is the dense semantic score fused in with weight `options.dense`."""
     n_papers = vectors.tfidf.shape[0]
     alternatives: dict[tuple[tuple[str, ...], float], int] = {}  # (words, weight) -> index
     shown: list[str] = []  # how each alternative is spelled when it is not the phrase itself
@@ -142,11 +158,16 @@ def build_table(
     coverage = fields[0].maximum(fields[1]).tocsr()
     if options.phrases:
         c = coverage.data
-        gate = _with_data(coverage, np.where(c >= FULL, 1.0, np.where(c >= options.near, c**2, 0)))
+        if options.gate == "soft":
+            gate = _with_data(coverage, np.where(c >= FULL, 1.0, c**options.coverage_power))
+        else:
+            near = np.where(c >= options.near, c**2, 0)
+            gate = _with_data(coverage, np.where(c >= FULL, 1.0, near))
         score = sp.csr_matrix(cosine.multiply(gate))
     else:
         score = cosine
     score = sp.csr_matrix(sp.diags(alt_weight) @ score)
+    score.data[score.data < SCORE_FLOOR] = 0.0  # crumbs: a stray shared word, no evidence
     score.eliminate_zeros()
     full = _with_data(coverage, (coverage.data >= FULL).astype(float))
 
@@ -160,6 +181,12 @@ def build_table(
     contains = sp.csr_matrix(to_alt @ full)
     contains.data[:] = 1.0
     where, via = _explanations(link, score, coverage, fields, options.near)
+    present = _present(model, phrases, vectors, log_miss)
+    related = np.full(len(where), -1, dtype=np.intp)
+    if len(phrases) and (meaning is not None or (options.prf > 0 and similarity is not None)):
+        log_miss, where, via, present, related = _rescore(
+            log_miss, where, via, present, similarity, meaning, options
+        )
     rows_of = np.repeat(np.arange(len(phrases), dtype=np.int64), np.diff(log_miss.indptr))
     keys = rows_of * n_papers + log_miss.indices
     own_alt = link[np.r_[True, link[1:, 0] != link[:-1, 0]]] if len(link) else link
@@ -176,7 +203,96 @@ def build_table(
         via,
         shown,
         sp.csr_matrix(own @ query),
+        present,
+        related,
     )
+
+
+def _present(
+    model: RelevanceModel, phrases: Sequence[str], vectors: Vectors, log_miss: sp.csr_matrix
+) -> np.ndarray:
+    """Per (phrase, paper) entry, bits of what the paper holds of the phrase, in its title or
+    abstract: bit i for its i-th analyzed word, bit MAX_WORDS + i for the bigram of words i and
+    i + 1. A partial match names only what is there, and shows where the words are apart."""
+    tokens = [model.tokens(p)[:MAX_WORDS] for p in phrases]
+    rows, cols, bits, terms = [], [], [], {}
+    for p, ts in enumerate(tokens):
+        parts = [(t, i) for i, t in enumerate(ts)]
+        parts += [(f"{a} {b}", MAX_WORDS + i) for i, (a, b) in enumerate(pairwise(ts))]
+        for term, bit in parts:
+            rows.append(p)
+            cols.append(terms.setdefault(term, len(terms)))
+            bits.append(float(1 << bit))
+    known = [(vectors.columns[t], i) for t, i in terms.items() if t in vectors.columns]
+    selector = sp.csr_matrix(
+        (np.ones(len(known)), tuple(np.array(known, dtype=np.intp).T.reshape(2, -1))),
+        (vectors.tfidf.shape[1], len(terms)),
+    )
+    held = ((vectors.title + vectors.abstract) @ selector > 0).astype(float).T.tocsr()
+    weights = sp.csr_matrix((bits, (rows, cols)), (len(phrases), len(terms)))
+    weights.sum_duplicates()  # a word twice in a phrase: its two bits (distinct: sum is OR)
+    mask = sp.csr_matrix(weights @ held)
+    entry_rows = np.repeat(np.arange(len(phrases)), np.diff(log_miss.indptr))
+    return _at(mask, entry_rows, log_miss.indices).astype(np.int64)
+
+
+def _rescore(
+    log_miss: sp.csr_matrix,
+    where: np.ndarray,
+    via: np.ndarray,
+    present: np.ndarray,
+    similarity: np.ndarray | None,
+    meaning: np.ndarray | None,
+    options: RankOptions,
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Phrase scores fused with their dense `meaning` scores (weight `options.dense`), then
+    pseudo-relevance feedback per phrase (prf.py): each phrase's scores move toward its top
+    papers' centroid. Entries these add (the paper holds none of the phrase's words) are
+    explained by the top paper they resemble most (`related`), or by the phrase's meaning
+    (MEANING), whichever added more; -1 elsewhere."""
+    words = -np.expm1(log_miss.toarray())
+    own = words
+    if meaning is not None:
+        own = (1.0 - options.dense) * words + options.dense * meaning
+    final, added, top, weight = own, np.zeros_like(own), None, None
+    if options.prf > 0 and similarity is not None:
+        moved, top, weight = prf.shift(own, similarity, options.prf_docs)
+        added = options.prf * moved
+        added[added < PRF_FLOOR] = 0.0
+        final = (1.0 - options.prf) * own + added
+    final = np.minimum(final, MAX_SCORE)
+    final[final < PRF_FLOOR] = 0.0
+    new = sp.csr_matrix(np.log1p(-final))
+    new.sort_indices()
+    n_papers = own.shape[1]
+    old_keys = (
+        np.repeat(np.arange(own.shape[0], dtype=np.int64), np.diff(log_miss.indptr)) * n_papers
+        + log_miss.indices
+    )
+    rows = np.repeat(np.arange(own.shape[0]), np.diff(new.indptr))
+    keys = rows.astype(np.int64) * n_papers + new.indices
+    pos = np.searchsorted(old_keys, keys)
+    pos_safe = np.minimum(pos, max(len(old_keys) - 1, 0))
+    had = (pos < len(old_keys)) & (old_keys[pos_safe] == keys) if len(old_keys) else pos < 0
+    pick = lambda a, fill: np.where(had, a[pos_safe], fill) if len(a) else np.full(len(keys), fill)  # noqa: E731
+    cols = new.indices
+    # What moved each entry most: its words, its meaning, or its resemblance to top papers.
+    scale = 1.0 - options.prf if top is not None else 1.0
+    alpha = options.dense if meaning is not None else 0.0
+    by_words = scale * (1.0 - alpha) * words[rows, cols]
+    by_meaning = scale * alpha * meaning[rows, cols] if meaning is not None else 0 * by_words
+    by_others = added[rows, cols]
+    # A paper that holds (some of) the phrase is explained by its words, whatever else added.
+    source = np.full(len(keys), -1, dtype=np.intp)
+    source[(by_words <= 0) & (by_meaning >= by_others)] = MEANING
+    if top is not None and weight is not None and similarity is not None:
+        pulled = np.flatnonzero((by_words <= 0) & (by_others > by_meaning))
+        r, c = rows[pulled], cols[pulled]
+        candidates = np.where(top[r] >= 0, top[r], 0)
+        pull = weight[r] * similarity[candidates, c[:, None]]
+        pull[candidates == c[:, None]] = -1.0  # a paper is not explained by itself
+        source[pulled] = candidates[np.arange(len(r)), np.argmax(pull, axis=1)]
+    return new, pick(where, 0), pick(via, 0), pick(present, 0), source
 
 
 def _expand(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -213,3 +329,27 @@ def _explanations(
     bits = bits + np.where(full, 0, NEAR_BIT)
     own = np.r_[True, link[1:, 0] != link[:-1, 0]][owner]
     return bits, np.where(own, 0, alt + 1)
+
+
+def partial_label(model: RelevanceModel, phrase: str, bits: int) -> str:
+    """What a paper holds of `phrase` (bits: see _present), as typed: "audio codec" for
+    "neural audio codec", and "state … models" where the words stand apart. The phrase itself
+    when the paper holds all of it as written, or when nothing is known (-1)."""
+    tokens = model.tokens(phrase)[:MAX_WORDS]
+    if bits < 0 or not tokens:
+        return phrase
+    held = [bits >> i & 1 for i in range(len(tokens))]
+    joined = [bits >> (MAX_WORDS + i) & 1 for i in range(len(tokens) - 1)]
+    if all(held) and all(joined):
+        return phrase
+    spelled = {}
+    for word in _WORD.findall(phrase):
+        spelled.setdefault(model.analyzer.normalize(word), word)
+    label = ""
+    for i, token in enumerate(tokens):
+        if not held[i]:
+            continue
+        if label:
+            label += " " if i > 0 and held[i - 1] and joined[i - 1] else " … "
+        label += spelled.get(token, token)
+    return label or phrase

@@ -17,10 +17,15 @@ from papermail.ranking.batch import rank
 from papermail.ranking.bm25 import BM25
 from papermail.ranking.evaluation import (
     DEPTH,
+    METRICS,
     SENT,
+    SPLITS,
+    Comparison,
     LabelledSet,
     Row,
     Variant,
+    compare,
+    dense_variant,
     run_variant,
     score_rankings,
     variants,
@@ -151,12 +156,16 @@ def feedback_rows(data: LabelledSet, variant: Variant, *, rated: int = 2 * SENT)
 
 @dataclass
 class Report:
-    rows: list[Row]
-    feedback: list[Row]
+    rows: dict[str, list[Row]]  # split ("dev", "test") -> one row per variant
+    comparisons: dict[str, dict[str, list[Comparison]]]  # split -> "a - b" -> per metric
+    feedback: list[Row]  # on the dev split
     papers: int
-    profiles: int
-    judged: int
+    profiles: dict[str, int]  # split -> profiles scored
+    judged: dict[str, int]  # split -> judgements
     subscribers: int
+
+
+BASELINES = ("plain TF-IDF cosine", "BM25")
 
 
 def evaluate(
@@ -166,22 +175,56 @@ def evaluate(
     options: RankOptions | None = None,
     config: ModelConfig | None = None,
     subscribers: int = 1000,
+    semantic: bool = True,
 ) -> Report:
+    """Every variant on each split; the full model (the last variant) compared with each
+    baseline per profile. Defaults are chosen on "dev"; "test" is only ever reported. With
+    `semantic` and papermail[semantic] installed, dense fusion is a row of its own."""
     steps = variants(options, config)
     full = steps[-1]
+    semantic_variant = dense_variant(full) if semantic and full.options.dense == 0 else None
+    scored = [*steps, semantic_variant] if semantic_variant else steps
     reference = RelevanceModel.fit(data.papers, full.config).vectors(data.papers).tfidf
     similarity = (reference @ reference.T).toarray()
     people = synthetic_profiles(data.papers, subscribers)
-    rows = []
-    for variant in steps:
-        ranked, sent = run_variant(variant, data, min_score=min_score)
-        row = score_rankings(variant.name, data, ranked, sent, similarity)
-        if subscribers:
-            row.ms_per_1000 = latency_ms(variant, data, people, min_score=min_score)
-        rows.append(row)
-    judged = sum(len(g) for g in data.grades.values())
+    latency = {
+        v.name: latency_ms(v, data, people, min_score=min_score) if subscribers else None
+        for v in steps  # the dense variant's cost is in `python -m bench` (needs vectors)
+    }
+    rows: dict[str, list[Row]] = {}
+    comparisons: dict[str, dict[str, list[Comparison]]] = {}
+    profiles, judged = {}, {}
+    for split in SPLITS:
+        part = data.split(split)
+        if not part.profiles:
+            continue
+        rows[split] = []
+        for variant in scored:
+            ranked, sent = run_variant(variant, part, min_score=min_score)
+            row = score_rankings(variant.name, part, ranked, sent, similarity)
+            row.ms_per_1000 = latency.get(variant.name)
+            rows[split].append(row)
+        by_name = {r.name: r for r in rows[split]}
+        model = by_name[full.name]
+        comparisons[split] = {
+            f"full model - {base}": [compare(model, by_name[base], m) for m in METRICS]
+            for base in BASELINES
+        }
+        if semantic_variant:
+            comparisons[split]["dense fusion - full model"] = [
+                compare(by_name[semantic_variant.name], model, m) for m in METRICS
+            ]
+        profiles[split] = len(part.profiles)
+        judged[split] = sum(len(part.grades.get(p.name, {})) for p in part.profiles)
+    dev = data.split("dev")
     return Report(
-        rows, feedback_rows(data, full), len(data.papers), len(data.profiles), judged, subscribers
+        rows,
+        comparisons,
+        feedback_rows(dev, full) if dev.profiles else [],
+        len(data.papers),
+        profiles,
+        judged,
+        subscribers,
     )
 
 
@@ -189,35 +232,62 @@ def _cell(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _with_ci(row: Row, metric: str) -> str:
+    low, high = row.ci.get(metric, (float("nan"), float("nan")))
+    return f"{getattr(row, metric):.3f} [{low:.2f}-{high:.2f}]"
+
+
+_SPLIT_NOTE = {
+    "dev": "dev split: defaults were chosen on these profiles",
+    "test": "test split: frozen, never used to choose anything (bench/data/README.md)",
+}
+_LABEL = {"ndcg": "nDCG@10", "precision": "P@5", "recall": "R@20"}
+
+
 def format_report(report: Report) -> str:
-    """The report as a plain-text table (the same in a terminal, a log or a README)."""
-    head = ("variant", "nDCG@10", "P@5", "R@20", "sent", "junk", "redund.", "ms/1k subs")
+    """The report as a plain-text table (the same in a terminal, a log or a README): each
+    split with 95% bootstrap intervals over profiles, then the full model against plain
+    cosine and BM25, per profile (wins/ties/losses, ties within 0.01)."""
     lines = [
-        f"{report.papers} papers, {report.profiles} profiles, {report.judged} judgements; "
-        f"sent/junk: papers sent per digest of {SENT} at MIN_SCORE and how many are graded 0; "
-        "redund.: the top 10's most similar pair (TF-IDF cosine); latency: rank() for "
-        f"{report.subscribers} synthetic subscribers, per 1,000",
-        "",
+        f"{report.papers} papers. sent/junk: papers sent per digest of {SENT} at MIN_SCORE and "
+        "how many are graded 0; redund.: the top 10's most similar pair (TF-IDF cosine); "
+        f"latency: rank() for {report.subscribers} synthetic subscribers, per 1,000; "
+        "[a-b]: 95% bootstrap interval of the mean over profiles",
     ]
-    width = max(len(r.name) for r in [*report.rows, *report.feedback]) + 2
-    lines.append(head[0].ljust(width) + "".join(h.rjust(11) for h in head[1:]))
-    for r in report.rows:
-        cells = (
-            _cell(r.ndcg),
-            _cell(r.precision),
-            _cell(r.recall),
-            _cell(r.sent, 1),
-            _cell(r.junk, 2),
-            _cell(r.redundancy),
-            _cell(r.ms_per_1000, 0),
-        )
-        lines.append(r.name.ljust(width) + "".join(c.rjust(11) for c in cells))
-    lines += [
-        "",
-        f"relevance feedback: each profile rates its first {2 * SENT} papers (grade 2 like, "
-        "0 dislike); scores on the papers not rated",
-    ]
-    for r in report.feedback:
-        cells = (_cell(r.ndcg), _cell(r.precision), _cell(r.recall))
-        lines.append(r.name.ljust(width) + "".join(c.rjust(11) for c in cells))
+    head = ("variant", "nDCG@10", "P@5", "R@20", "sent", "junk", "redund.", "ms/1k")
+    everything = [r for rows in report.rows.values() for r in rows] + report.feedback
+    width = max(len(r.name) for r in everything) + 2
+    for split, rows in report.rows.items():
+        lines += [
+            "",
+            f"{_SPLIT_NOTE.get(split, split)}: {report.profiles[split]} profiles, "
+            f"{report.judged[split]} judgements",
+            head[0].ljust(width)
+            + "".join(h.rjust(18 if i < 3 else 8) for i, h in enumerate(head[1:])),
+        ]
+        for r in rows:
+            cells = [_with_ci(r, m).rjust(18) for m in METRICS]
+            cells += [
+                _cell(r.sent, 1).rjust(8),
+                _cell(r.junk, 2).rjust(8),
+                _cell(r.redundancy).rjust(8),
+                _cell(r.ms_per_1000, 0).rjust(8),
+            ]
+            lines.append(r.name.ljust(width) + "".join(cells))
+        for base, comparisons in report.comparisons[split].items():
+            parts = [
+                f"{_LABEL[c.metric]} {c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}] "
+                f"W/T/L {c.wins}/{c.ties}/{c.losses}"
+                for c in comparisons
+            ]
+            lines.append(f"  {base}: " + "; ".join(parts))
+    if report.feedback:
+        lines += [
+            "",
+            f"relevance feedback (dev): each profile rates its first {2 * SENT} papers (grade 2 "
+            "like, 0 dislike); scores on the papers not rated",
+        ]
+        for r in report.feedback:
+            cells = (_cell(r.ndcg), _cell(r.precision), _cell(r.recall))
+            lines.append(r.name.ljust(width) + "".join(c.rjust(11) for c in cells))
     return "\n".join(lines)

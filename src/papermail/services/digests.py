@@ -169,15 +169,17 @@ def plan_digests(
     matches: dict = {}
     if texts:
         model = ranking.fit_cached(corpus or texts, ranking.model_config(settings))
+        options = ranking.RankOptions.from_settings(settings)
         matches = ranking.rank(
             model,
             texts,
             _profiles(session, subscribers),
             min_score=settings.min_score,
             eligible=eligible,
-            options=ranking.RankOptions.from_settings(settings),
+            options=options,
             upvotes=[p.upvotes for p in candidates],
             feedback=feedback_service.load_feedback(session, ids),
+            meaning=_meaning(session, candidates) if options.dense > 0 else None,
         )
     return [
         PlannedDigest(
@@ -188,6 +190,19 @@ def plan_digests(
         )
         for s in subscribers
     ]
+
+
+def _meaning(session: Session, candidates: Sequence[Paper]) -> ranking.Meaning | None:
+    """The candidates' stored sentence vectors (SEMANTIC): without the extra, ranking goes on
+    with TF-IDF alone and says so in the log, rather than sending no digest."""
+    from papermail.ranking import dense
+    from papermail.services import embeddings
+
+    try:
+        return dense.meaning(embeddings.load_vectors(session, [p.id for p in candidates]))
+    except RuntimeError as exc:
+        log.warning("semantic ranking off for this run: %s", exc)
+        return None
 
 
 def _versions_sent(
