@@ -149,18 +149,80 @@ class Subscriber(SQLModel, table=True):
         return self.confirmed and self.unsubscribed_at is None and self.suspended_at is None
 
 
-class Interest(SQLModel, table=True):
-    """A keyword or phrase; a negative one excludes papers that contain it."""
+class Topic(SQLModel, table=True):
+    """A named interest of a subscriber (issue 13): its keywords (`Interest` rows), seed papers
+    and followed authors form one ranking profile, and one section of the digest."""
 
-    __table_args__ = (UniqueConstraint("subscriber_id", "phrase", "negative"),)
+    __table_args__ = (UniqueConstraint("subscriber_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True, nullable=False
+        )
+    )
+    name: str = Field(max_length=100)
+    max_papers: int = Field(default=10, ge=1, le=100, description="Its share of a digest")
+    position: int = Field(default=0, description="Order in the digest and on the manage page")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Interest(SQLModel, table=True):
+    """A keyword or phrase of a named interest (`Topic`); a negative one excludes papers that
+    contain it. A row without a topic belongs to the subscriber's first interest."""
+
+    __table_args__ = (UniqueConstraint("topic_id", "phrase", "negative"),)
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(
         sa_column=Column(Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True)
     )
+    topic_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("topic.id", ondelete="CASCADE"), index=True),
+    )
     phrase: str = Field(max_length=200)
     weight: float = 1.0
     negative: bool = False
+
+
+class SeedPaper(SQLModel, table=True):
+    """A paper a reader gave to start an interest (arXiv id, URL, title or a BibTeX/RIS entry):
+    found in the corpus (by arXiv id, else normalized title) it is a liked paper of the
+    interest's profile; not found, its text is kept so a later ingest can still find it."""
+
+    __table_args__ = (UniqueConstraint("topic_id", "given"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    topic_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("topic.id", ondelete="CASCADE"), index=True, nullable=False
+        )
+    )
+    given: str = Field(max_length=500, description="arXiv id, or the title, as the reader gave it")
+    arxiv_id: str | None = Field(default=None, max_length=64)
+    title: str | None = Field(default=None, sa_column=Column(Text))
+    paper_id: str | None = Field(
+        default=None,
+        sa_column=Column(String(64), ForeignKey("paper.id", ondelete="SET NULL"), index=True),
+    )
+    found: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class FollowedAuthor(SQLModel, table=True):
+    """An author an interest follows: their new papers always join its section."""
+
+    __table_args__ = (UniqueConstraint("topic_id", "normalized"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    topic_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("topic.id", ondelete="CASCADE"), index=True, nullable=False
+        )
+    )
+    name: str = Field(max_length=200, description="As the reader typed it")
+    normalized: str = Field(max_length=200, description="papermail.authors.normalize_name")
 
 
 class Digest(SQLModel, table=True):
@@ -202,6 +264,19 @@ class DigestItem(SQLModel, table=True):
         sa_column=Column(Boolean, nullable=False, server_default=false()),
         description="Sent before in an older version: shown as updated",
     )
+    topic_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("topic.id", ondelete="SET NULL"), index=True),
+        description="The interest it was picked for",
+    )
+    section: str = Field(
+        default="",
+        sa_column=Column(String(200), nullable=False, server_default=""),
+        description="The heading it is shown under: its interest, or its keyword",
+    )
+    followed: str | None = Field(
+        default=None, max_length=200, description="The followed author who wrote it, if any"
+    )
 
 
 class Delivery(SQLModel, table=True):
@@ -233,6 +308,11 @@ class Rating(SQLModel, table=True):
     paper_id: str = Field(foreign_key="paper.id", index=True, max_length=64)
     value: int = Field(ge=-1, le=1)
     created_at: datetime = Field(default_factory=utcnow)
+    topic_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("topic.id", ondelete="SET NULL"), index=True),
+        description="The interest the paper was shown under; none: the first interest",
+    )
 
 
 class RateLimitHit(SQLModel, table=True):
