@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 from typing import TYPE_CHECKING
@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, or_, select
 
 from papermail import ranking
+from papermail.authors import AuthorIndex
 from papermail.db import bulk_insert, session_scope
 from papermail.emails import (
     DigestEntry,
@@ -41,12 +42,12 @@ from papermail.models import (
     Digest,
     DigestItem,
     Frequency,
-    Interest,
     Paper,
     Subscriber,
     utcnow,
 )
 from papermail.services import feedback as feedback_service
+from papermail.services import sections
 from papermail.settings import Settings
 from papermail.sources.records import normalize_arxiv_id
 from papermail.tokens import Purpose, make_token
@@ -63,13 +64,27 @@ class PlannedDigest:
     scanned: int
     picks: list[tuple[Paper, ranking.Match]]
     revised: frozenset[str] = frozenset()  # ids of picks the subscriber had in an older version
+    # Per pick: its interest, section heading and followed author (services.sections).
+    placements: list[sections.Placement] = field(default_factory=list)
+
+    def placement(self, rank: int) -> sections.Placement:
+        return self.placements[rank] if rank < len(self.placements) else _NOWHERE
 
     def entries(self) -> list[DigestEntry]:
         """The picks as the templates show them, before anything is stored (previews)."""
         return [
-            entry_for(p, m.score, m.matched, m.where, p.version if p.id in self.revised else None)
-            for p, m in self.picks
+            replace(
+                entry_for(
+                    p, m.score, m.matched, m.where, p.version if p.id in self.revised else None
+                ),
+                section=self.placement(i).section,
+                followed=self.placement(i).followed,
+            )
+            for i, (p, m) in enumerate(self.picks)
         ]
+
+
+_NOWHERE = sections.Placement(None, "")
 
 
 @dataclass
@@ -108,20 +123,6 @@ def active_subscribers(
             )
         )
     return list(session.exec(query.order_by(col(Subscriber.id))))
-
-
-def _profiles(session: Session, subscribers: Sequence[Subscriber]) -> list[ranking.Profile]:
-    by_subscriber: dict[int, list[ranking.Keyword]] = defaultdict(list)
-    ids = [s.id for s in subscribers]
-    for interest in session.exec(select(Interest).where(col(Interest.subscriber_id).in_(ids))):
-        by_subscriber[interest.subscriber_id].append(
-            ranking.Keyword(interest.phrase, interest.weight, interest.negative)
-        )
-    return [
-        ranking.Profile(key=s.id, keywords=tuple(by_subscriber[s.id]), limit=s.max_papers)
-        for s in subscribers
-        if s.id is not None
-    ]
 
 
 def plan_digests(
@@ -167,29 +168,40 @@ def plan_digests(
     ]
     texts = [ranking.PaperText(p.title, p.abstract) for p in candidates]
     matches: dict = {}
+    topics = sections.load_topics(session, subscribers)
     if texts:
         model = ranking.fit_cached(corpus or texts, ranking.model_config(settings))
         options = ranking.RankOptions.from_settings(settings)
         matches = ranking.rank(
             model,
             texts,
-            _profiles(session, subscribers),
+            sections.profiles(topics),
             min_score=settings.min_score,
-            eligible=eligible,
+            eligible={t.key: eligible[sid] for sid, own in topics.items() for t in own},
             options=options,
             upvotes=[p.upvotes for p in candidates],
-            feedback=feedback_service.load_feedback(session, ids),
+            feedback=feedback_service.load_topic_feedback(
+                session, {sid: [t.topic_id for t in own] for sid, own in topics.items()}
+            ),
             meaning=_meaning(session, candidates) if options.dense > 0 else None,
         )
-    return [
-        PlannedDigest(
-            subscriber=s,
-            scanned=len(eligible[s.id]),
-            picks=[(candidates[m.index], m) for m in matches.get(s.id, [])],
-            revised=revised.get(s.id, frozenset()),
+    following = any(t.authors for own in topics.values() for t in own)
+    authors = AuthorIndex([p.authors for p in candidates]) if following and texts else None
+    plans = []
+    for s in subscribers:
+        own = topics.get(s.id, [])  # type: ignore[arg-type]
+        followed = sections.followed_papers(own, authors, eligible[s.id])
+        placed = sections.assemble(own, matches, followed)
+        plans.append(
+            PlannedDigest(
+                subscriber=s,
+                scanned=len(eligible[s.id]),
+                picks=[(candidates[m.index], m) for m, _ in placed],
+                revised=revised.get(s.id, frozenset()),
+                placements=[where for _, where in placed],
+            )
         )
-        for s in subscribers
-    ]
+    return plans
 
 
 def _meaning(session: Session, candidates: Sequence[Paper]) -> ranking.Meaning | None:
@@ -317,6 +329,9 @@ def store_digests(
                 "matched_where": list(match.where),
                 "paper_version": paper.version,
                 "revised": paper.id in plan.revised,
+                "topic_id": plan.placement(rank - 1).topic_id,
+                "section": plan.placement(rank - 1).section,
+                "followed": plan.placement(rank - 1).followed,
             }
             for rank, (paper, match) in enumerate(plan.picks, start=1)
         )
@@ -549,7 +564,10 @@ def load_entries_many(session: Session, digest_ids: Sequence[int]) -> dict[int, 
 def entry_for_item(item: DigestItem, paper: Paper) -> DigestEntry:
     """A stored digest item as the templates show it."""
     revised_to = item.paper_version if item.revised else None
-    return entry_for(paper, item.score, item.matched, item.matched_where, revised_to)
+    entry = entry_for(paper, item.score, item.matched, item.matched_where, revised_to)
+    if item.section or item.followed:
+        entry = replace(entry, section=item.section, followed=item.followed)
+    return entry
 
 
 def compose_mail(

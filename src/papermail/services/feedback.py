@@ -17,12 +17,21 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from papermail import ranking
-from papermail.models import Interest, Paper, Rating, Subscriber, utcnow
+from papermail.models import (
+    DigestItem,
+    Interest,
+    Paper,
+    Rating,
+    SeedPaper,
+    Subscriber,
+    utcnow,
+)
 from papermail.services.subscriptions import (
     MAX_INTERESTS,
     InvalidInput,
     apply_preferences,
     clean_phrases,
+    first_topic,
     preferences_of,
 )
 from papermail.settings import Settings
@@ -32,8 +41,16 @@ DISLIKE = -1
 MAX_RATED = 200  # most recent ratings a subscriber's profile learns from
 
 
-def record_rating(session: Session, *, subscriber_id: int, paper_id: str, value: int) -> Rating:
-    """Store (or change) a subscriber's rating of a paper: +1 more like this, -1 less."""
+def record_rating(
+    session: Session,
+    *,
+    subscriber_id: int,
+    paper_id: str,
+    value: int,
+    topic_id: int | None = None,
+) -> Rating:
+    """Store (or change) a subscriber's rating of a paper: +1 more like this, -1 less. It
+    counts for the interest `topic_id`, by default the one the paper was last shown under."""
     if value not in (LIKE, DISLIKE):
         raise InvalidInput("a rating is +1 (more like this) or -1 (less like this)", field="value")
     if session.get(Subscriber, subscriber_id) is None:
@@ -46,9 +63,22 @@ def record_rating(session: Session, *, subscriber_id: int, paper_id: str, value:
     else:
         rating.value = value
         rating.created_at = utcnow()
+    rating.topic_id = topic_id or shown_under(session, subscriber_id, paper_id)
     session.add(rating)
     session.flush()
     return rating
+
+
+def shown_under(session: Session, subscriber_id: int, paper_id: str) -> int | None:
+    """The interest a paper was last shown to a subscriber under (None: never shown)."""
+    from papermail.models import Digest
+
+    return session.exec(
+        select(DigestItem.topic_id)
+        .join(Digest, col(Digest.id) == DigestItem.digest_id)
+        .where(Digest.subscriber_id == subscriber_id, DigestItem.paper_id == paper_id)
+        .order_by(col(Digest.issue_date).desc())
+    ).first()
 
 
 def _rating(session: Session, subscriber_id: int, paper_id: str) -> Rating | None:
@@ -83,14 +113,24 @@ def rating_counts(session: Session, *, subscriber_id: int) -> dict[int, int]:
     return {LIKE: 0, DISLIKE: 0} | dict(rows.all())
 
 
-def mute_term(session: Session, *, subscriber_id: int, term: str) -> Interest:
-    """Exclude `term` from a subscriber's digests (a negative keyword). A positive keyword with
-    the same words is dropped: nobody wants and excludes the same thing."""
+def mute_term(
+    session: Session, *, subscriber_id: int, term: str, topic_id: int | None = None
+) -> Interest:
+    """Exclude `term` from one interest's papers (a negative keyword; default: the first
+    interest). A positive keyword with the same words is dropped: nobody wants and excludes the
+    same thing."""
     phrases = clean_phrases([term], field="term")
     if len(phrases) != 1:
         raise InvalidInput("give one term to mute", field="term")
     phrase = phrases[0]
-    interests = list(session.exec(select(Interest).where(Interest.subscriber_id == subscriber_id)))
+    first = first_topic(session, subscriber_id)
+    topic_id = topic_id or first.id
+    mine = [topic_id, None] if topic_id == first.id else [topic_id]
+    interests = [
+        i
+        for i in session.exec(select(Interest).where(Interest.subscriber_id == subscriber_id))
+        if i.topic_id in mine
+    ]
     for interest in interests:
         if interest.phrase.casefold() == phrase.casefold():
             if interest.negative:
@@ -98,7 +138,7 @@ def mute_term(session: Session, *, subscriber_id: int, term: str) -> Interest:
             session.delete(interest)
     if len(interests) >= MAX_INTERESTS:
         raise InvalidInput(f"at most {MAX_INTERESTS} keywords", field="term")
-    muted = Interest(subscriber_id=subscriber_id, phrase=phrase, negative=True)
+    muted = Interest(subscriber_id=subscriber_id, topic_id=topic_id, phrase=phrase, negative=True)
     session.add(muted)
     session.flush()
     return muted
@@ -157,6 +197,47 @@ def load_feedback(session: Session, subscriber_ids: Sequence[int]) -> dict[int, 
     return {
         sid: ranking.Feedback(tuple(liked[sid]), tuple(disliked[sid]))
         for sid in sorted(set(liked) | set(disliked))
+    }
+
+
+def load_topic_feedback(
+    session: Session, topics: dict[int, list[int | None]]
+) -> dict[tuple[int, int | None], ranking.Feedback]:
+    """Per (subscriber, interest) profile key, its rated papers and found seed papers as text
+    (seeds are liked papers). `topics` lists each subscriber's interest ids, first one first: a
+    rating that names no interest (or one since removed) counts for the first. Two queries for
+    all of them; profiles with nothing to learn from are left out."""
+    if not topics:
+        return {}
+    liked: dict[tuple, list[ranking.PaperText]] = defaultdict(list)
+    disliked: dict[tuple, list[ranking.PaperText]] = defaultdict(list)
+    rows = session.exec(
+        select(Rating.subscriber_id, Rating.topic_id, Rating.value, Paper.title, Paper.abstract)
+        .join(Paper, col(Paper.id) == Rating.paper_id)
+        .where(col(Rating.subscriber_id).in_(list(topics)))
+        .order_by(col(Rating.subscriber_id), col(Rating.created_at).desc(), col(Rating.id).desc())
+    )
+    for sid, tid, value, title, abstract in rows:
+        own = topics[sid]
+        key = (sid, tid if tid in own else own[0])
+        if len(liked[key]) + len(disliked[key]) < MAX_RATED:
+            (liked if value > 0 else disliked)[key].append(ranking.PaperText(title, abstract))
+    owner = {tid: sid for sid, tids in topics.items() for tid in tids if tid is not None}
+    if owner:
+        seeds = session.exec(
+            select(SeedPaper.topic_id, Paper.title, Paper.abstract)
+            .join(Paper, col(Paper.id) == SeedPaper.paper_id)
+            .where(col(SeedPaper.topic_id).in_(list(owner)))
+            .order_by(col(SeedPaper.id))
+        )
+        for tid, title, abstract in seeds:
+            key = (owner[tid], tid)
+            if len(liked[key]) + len(disliked[key]) < MAX_RATED:
+                liked[key].append(ranking.PaperText(title, abstract))
+    return {
+        key: ranking.Feedback(tuple(liked[key]), tuple(disliked[key]))
+        for key in sorted(set(liked) | set(disliked), key=lambda k: (k[0], k[1] or 0))
+        if liked[key] or disliked[key]
     }
 
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, or_, select
 
 from papermail.errors import PapermailError
 from papermail.models import (
@@ -24,6 +24,7 @@ from papermail.models import (
     Interest,
     RateLimitHit,
     Subscriber,
+    Topic,
 )
 
 MAX_PHRASE_LENGTH = 200
@@ -112,14 +113,60 @@ def get_by_email(session: Session, email: str) -> Subscriber | None:
     return session.exec(select(Subscriber).where(Subscriber.email == email)).first()
 
 
+DEFAULT_TOPIC = "My interests"
+
+
+def topics_of(session: Session, subscriber_id: int) -> list[Topic]:
+    """A subscriber's named interests, in digest order."""
+    return list(
+        session.exec(
+            select(Topic)
+            .where(Topic.subscriber_id == subscriber_id)
+            .order_by(col(Topic.position), col(Topic.id))
+        )
+    )
+
+
+def first_topic(
+    session: Session, subscriber_id: int, *, name: str = "", max_papers: int = 10
+) -> Topic:
+    """The subscriber's first interest (the one the manage form and `subscribers add -k` edit),
+    created (named `name`) when they have none yet."""
+    topics = topics_of(session, subscriber_id)
+    if topics:
+        return topics[0]
+    topic = Topic(
+        subscriber_id=subscriber_id,
+        name=(name or DEFAULT_TOPIC)[:100],
+        max_papers=max_papers,
+    )
+    session.add(topic)
+    session.flush()
+    return topic
+
+
 def set_interests(
-    session: Session, subscriber_id: int, keywords: Sequence[str], excluded: Sequence[str]
+    session: Session,
+    subscriber_id: int,
+    keywords: Sequence[str],
+    excluded: Sequence[str],
+    *,
+    topic_id: int | None = None,
 ) -> None:
-    session.exec(delete(Interest).where(col(Interest.subscriber_id) == subscriber_id))
+    """Replace the keywords and exclusions of one interest (default: the first one)."""
+    if topic_id is None:
+        topic_id = first_topic(session, subscriber_id, name=next(iter(keywords), "")).id
+    first = topics_of(session, subscriber_id)[0].id == topic_id
+    mine = col(Interest.topic_id) == topic_id
+    if first:  # keyword rows without an interest belong to the first one
+        mine = or_(mine, col(Interest.topic_id).is_(None))
+    session.exec(delete(Interest).where(col(Interest.subscriber_id) == subscriber_id, mine))
     for phrase in keywords:
-        session.add(Interest(subscriber_id=subscriber_id, phrase=phrase))
+        session.add(Interest(subscriber_id=subscriber_id, topic_id=topic_id, phrase=phrase))
     for phrase in excluded:
-        session.add(Interest(subscriber_id=subscriber_id, phrase=phrase, negative=True))
+        session.add(
+            Interest(subscriber_id=subscriber_id, topic_id=topic_id, phrase=phrase, negative=True)
+        )
 
 
 def apply_preferences(session: Session, subscriber: Subscriber, prefs: Preferences) -> None:
@@ -132,7 +179,10 @@ def apply_preferences(session: Session, subscriber: Subscriber, prefs: Preferenc
     session.add(subscriber)
     session.flush()
     assert subscriber.id is not None
-    set_interests(session, subscriber.id, prefs.keywords, prefs.excluded)
+    topic = first_topic(session, subscriber.id, name=prefs.keywords[0], max_papers=prefs.max_papers)
+    topic.max_papers = prefs.max_papers  # the form's papers per digest: the first interest's
+    session.add(topic)
+    set_interests(session, subscriber.id, prefs.keywords, prefs.excluded, topic_id=topic.id)
 
 
 def add_subscriber(
@@ -189,7 +239,7 @@ def interests_of(session: Session, subscriber_id: int) -> list[Interest]:
 
 
 def keywords_of(session: Session, subscriber_id: int) -> tuple[str, ...]:
-    """The positive keywords, in the order they were given."""
+    """The positive keywords of every interest, in the order they were given."""
     return tuple(i.phrase for i in interests_of(session, subscriber_id) if not i.negative)
 
 
@@ -317,9 +367,14 @@ def delete_subscriber(session: Session, subscriber: Subscriber) -> None:
 
 
 def preferences_of(session: Session, subscriber: Subscriber) -> Preferences:
-    """The stored preferences, as the manage form shows them."""
+    """The stored preferences, as the manage form shows them (keywords: the first interest's)."""
     assert subscriber.id is not None
-    interests = interests_of(session, subscriber.id)
+    topics = topics_of(session, subscriber.id)
+    interests = [
+        i
+        for i in interests_of(session, subscriber.id)
+        if not topics or i.topic_id in (None, topics[0].id)
+    ]
     return Preferences(
         keywords=tuple(i.phrase for i in interests if not i.negative),
         excluded=tuple(i.phrase for i in interests if i.negative),
