@@ -7,6 +7,7 @@ from celery.signals import worker_process_init
 
 from papermail.settings import Settings, get_settings
 from workers import runtime
+from workers.broker import guard_collected_channels
 from workers.schedule import build_schedule
 
 
@@ -46,6 +47,12 @@ def configure(app: Celery, settings: Settings) -> Celery:
         result_backend_transport_options={"visibility_timeout": visibility},
         result_expires=7 * 24 * 3600,
         broker_connection_retry_on_startup=True,
+        # A Redis outage never ends the worker: reconnect for as long as it takes (Celery's
+        # default gives up after 100 attempts), and a result stored during one waits for Redis.
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        result_backend_always_retry=True,
+        result_backend_max_retries=60,
         worker_hijack_root_logger=False,
         # Task events for Flower (`celery -A workers.app flower`); `worker -E` also turns on.
         worker_send_task_events=settings.task_events,
@@ -54,6 +61,9 @@ def configure(app: Celery, settings: Settings) -> Celery:
     )
     runtime.use_settings(settings)
     return app
+
+
+guard_collected_channels()  # see workers/broker.py: the worker must outlive a Redis outage
 
 
 def create_app(settings: Settings) -> Celery:
