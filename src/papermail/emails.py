@@ -501,7 +501,7 @@ class DigestEntry:
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: the dataclass way to fill derived fields
         paper = _paper_view(
-            _PaperFacts(
+            (  # a plain tuple: _PaperFacts' fields, made one only on a cache miss
                 self.url,
                 self.arxiv_id,
                 self.pdf_url,
@@ -523,8 +523,7 @@ class DigestEntry:
         )
         for name, value in zip(_VIEW_FIELDS, paper, strict=True):
             set_(self, name, value)
-        places = (*self.where, *[""] * (len(self.matched) - len(self.where)))
-        set_(self, "reasons", tuple(zip(self.matched, map(_place_label, places), strict=False)))
+        set_(self, "reasons", _reasons(tuple(self.matched), tuple(self.where)))
         shown = (self.title, paper, self.organisation, self.published, self.upvotes)
         set_(self, "shown", (*shown, self.reasons, self.revised_to))
 
@@ -556,9 +555,16 @@ _VIEW_FIELDS += ("authors_label",)
 
 
 @lru_cache(maxsize=8192)
-def _paper_view(facts: _PaperFacts) -> tuple:
-    """The derived fields, in _VIEW_FIELDS order: worked out once per paper, since a day's
-    digests show the same few hundred papers again and again."""
+def _reasons(matched: tuple[str, ...], where: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    places = (*where, *[""] * (len(matched) - len(where)))
+    return tuple(zip(matched, map(_place_label, places), strict=False))
+
+
+@lru_cache(maxsize=8192)
+def _paper_view(values: tuple) -> tuple:
+    """The derived fields, in _VIEW_FIELDS order, from _PaperFacts' values: worked out once per
+    paper, since a day's digests show the same few hundred papers again and again."""
+    facts = _PaperFacts._make(values)
     summary, source = make_tldr(facts.ai_summary, facts.abstract)
     notes = (facts.primary_category, facts.comments, facts.journal_ref)
     return (
