@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from papermail import cli_interests
 from papermail.errors import PapermailError
 
 # `papermail --help` imports only typer and rich: every heavy module (SQLAlchemy/SQLModel,
@@ -686,6 +687,9 @@ def eval_command(
         subscribers=subscribers,
     )
     print(report.format_report(result))
+
+
+cli_interests.register(app)  # interests add|list|remove, export, import (issue 13)
 
 
 def _click_classes(name: str) -> tuple[type[BaseException], ...]:

@@ -125,8 +125,12 @@ def find_seeds(session: Session, given: Sequence[seed_parsing.Seed]) -> list[See
     return results
 
 
-def parse_seeds(texts: Sequence[str] = (), file_text: str | None = None) -> list[seed_parsing.Seed]:
-    parsed = [s for s in map(seed_parsing.parse_seed, texts) if s]
+def parse_seeds(
+    texts: Sequence[str | seed_parsing.Seed] = (), file_text: str | None = None
+) -> list[seed_parsing.Seed]:
+    """Seeds as typed (arXiv ids, URLs, titles) or already parsed, plus a BibTeX/RIS file's."""
+    parsed = [s if isinstance(s, seed_parsing.Seed) else seed_parsing.parse_seed(s) for s in texts]
+    parsed = [s for s in parsed if s]
     if file_text:
         try:
             parsed += seed_parsing.parse_seed_file(file_text)
@@ -187,7 +191,7 @@ def save_interest(
     *,
     keywords: Sequence[str] | None = None,
     excluded: Sequence[str] | None = None,
-    seeds: Sequence[str] = (),
+    seeds: Sequence[str | seed_parsing.Seed] = (),
     seed_file_text: str | None = None,
     follow: Sequence[str] = (),
     max_papers: int | None = None,
@@ -377,6 +381,13 @@ def export_subscriber(session: Session, subscriber: Subscriber) -> dict[str, Any
     }
 
 
+def _seed_of(exported: dict[str, Any]) -> seed_parsing.Seed:
+    parsed = seed_parsing.parse_seed(exported["given"])
+    assert parsed is not None
+    title = exported.get("title") or parsed.title
+    return seed_parsing.Seed(given=parsed.given, arxiv_id=parsed.arxiv_id, title=title)
+
+
 @dataclass
 class ImportReport:
     subscriber: Subscriber
@@ -424,7 +435,7 @@ def import_subscriber(
             item["name"],
             keywords=item.get("keywords") or None,
             excluded=item.get("excluded") or [],
-            seeds=[s["given"] for s in item.get("seeds") or []],
+            seeds=[_seed_of(s) for s in item.get("seeds") or []],
             follow=item.get("authors") or [],
             max_papers=item.get("max_papers"),
         )
