@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from papermail.ranking import Keyword, PaperText, Profile
+from papermail.services.sections import EXTRA_PICKS as EXTRA
 from papermail.sources.detect import read_path
 from papermail.sources.records import PaperRecord
 
@@ -58,6 +59,8 @@ class Subscriber:
     key: int
     email: str
     keywords: tuple[Keyword, ...]
+    # Named interests (issue 13): the first is `keywords`; 1-5 of them, 3 on average.
+    interests: tuple[tuple[Keyword, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,17 @@ class World:
 
     def profiles(self, limit: int = 10) -> list[Profile]:
         return [Profile(key=s.key, keywords=s.keywords, limit=limit) for s in self.subscribers]
+
+    def interest_profiles(self, limit: int = 10) -> list[Profile]:
+        """One profile per named interest, keyed (subscriber, interest), as the digest service
+        ranks them; a reader with several asks a few more per interest (services.sections)."""
+        return [
+            Profile(
+                key=(s.key, i), keywords=kw, limit=limit + (EXTRA if len(s.interests) > 1 else 0)
+            )
+            for s in self.subscribers
+            for i, kw in enumerate(s.interests or (s.keywords,))
+        ]
 
 
 def sample_files(samples_dir: Path) -> list[Path]:
@@ -169,4 +183,15 @@ def build_world(samples_dir: Path, *, papers: int, subscribers: int, seed: int =
         if rng.random() < 0.05:  # a few exclude a topic
             keywords.append(Keyword(rng.choice(vocabulary[:50]), negative=True))
         people.append(Subscriber(key, f"reader{key}@example.org", tuple(keywords)))
+    # Named interests from a stream of their own: the keywords above stay as they were.
+    more = random.Random(seed ^ 0x13)
+    for n, person in enumerate(people):
+        extra = [
+            tuple(
+                Keyword(p)
+                for p in sorted(set(more.choices(vocabulary, weights, k=more.randint(1, 4))))
+            )
+            for _ in range(more.choice((1, 2, 3, 4, 5)) - 1)
+        ]
+        people[n] = replace(person, interests=(person.keywords, *extra))
     return World(chosen, vocabulary, people, files)

@@ -687,6 +687,14 @@ def eval_command(
         subscribers=subscribers,
     )
     print(report.format_report(result))
+    from papermail.ranking import seed_eval  # issue 13: interests started from seed papers
+
+    seeded = seed_eval.evaluate_seeds(
+        data,
+        options=ranking.RankOptions.from_settings(settings),
+        config=ranking.model_config(settings),
+    )
+    print(seed_eval.format_seed_rows(seeded))
 
 
 cli_interests.register(app)  # interests add|list|remove, export, import (issue 13)

@@ -20,7 +20,7 @@ from papermail.authors import AuthorIndex
 from papermail.models import FollowedAuthor, Interest, Subscriber, Topic
 
 OTHER = "More for you"  # heading of papers no keyword of a one-interest reader names
-EXTRA_PICKS = 5  # asked beyond a quota when papers may go to another section instead
+EXTRA_PICKS = 2  # asked beyond a quota when papers may go to another section instead
 
 Key = tuple[int, int | None]
 
