@@ -264,3 +264,19 @@ def test_export_then_import_on_another_papermail_is_idempotent(
             ("2401.00001", 1, "SSM")
         ]
     other.dispose()
+
+
+def test_a_seed_not_found_is_found_once_a_later_ingest_brings_it(engine, settings, seeds_dir):
+    ingest_samples(engine, seeds_dir)
+    sid = subscriber(engine, "ada@example.org", "zebrafish hydrology")
+    with session_scope(engine) as session:
+        ada = session.get(subscriptions.Subscriber, sid)
+        result = interests.save_interest(session, ada, "Later", seeds=["arXiv:2411.22222v1"])
+        assert [s.found for s in result.seeds] == [False]
+    add_paper(engine, "2411.22222", "Linear attention for long documents", ["A B"])
+    digests.score_day(engine, settings, issue_date=DAY, now=NOW)
+    with session_scope(engine) as session:
+        (view,) = [v for v in interests.list_interests(session, sid) if v.name == "Later"]
+        assert [(s.given, s.found, s.paper_id) for s in view.seeds] == [
+            ("2411.22222", True, "2411.22222")
+        ]

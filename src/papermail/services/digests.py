@@ -47,7 +47,7 @@ from papermail.models import (
     utcnow,
 )
 from papermail.services import feedback as feedback_service
-from papermail.services import sections
+from papermail.services import interests, sections
 from papermail.settings import Settings
 from papermail.sources.records import normalize_arxiv_id
 from papermail.tokens import Purpose, make_token
@@ -169,6 +169,9 @@ def plan_digests(
     texts = [ranking.PaperText(p.title, p.abstract) for p in candidates]
     matches: dict = {}
     topics = sections.load_topics(session, subscribers)
+    interests.resolve_pending_seeds(  # seeds a later ingest brought
+        session, [t.topic_id for own in topics.values() for t in own if t.topic_id is not None]
+    )
     if texts:
         model = ranking.fit_cached(corpus or texts, ranking.model_config(settings))
         options = ranking.RankOptions.from_settings(settings)

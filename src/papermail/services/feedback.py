@@ -24,6 +24,7 @@ from papermail.models import (
     Rating,
     SeedPaper,
     Subscriber,
+    Topic,
     utcnow,
 )
 from papermail.services.subscriptions import (
@@ -227,10 +228,13 @@ def load_topic_feedback(
         seeds = session.exec(
             select(SeedPaper.topic_id, Paper.title, Paper.abstract)
             .join(Paper, col(Paper.id) == SeedPaper.paper_id)
-            .where(col(SeedPaper.topic_id).in_(list(owner)))
+            .join(Topic, col(Topic.id) == SeedPaper.topic_id)
+            .where(col(Topic.subscriber_id).in_(list(topics)))
             .order_by(col(SeedPaper.id))
         )
         for tid, title, abstract in seeds:
+            if tid not in owner:
+                continue
             key = (owner[tid], tid)
             if len(liked[key]) + len(disliked[key]) < MAX_RATED:
                 liked[key].append(ranking.PaperText(title, abstract))

@@ -125,6 +125,32 @@ def find_seeds(session: Session, given: Sequence[seed_parsing.Seed]) -> list[See
     return results
 
 
+def resolve_pending_seeds(session: Session, topic_ids: Sequence[int]) -> int:
+    """Seeds not found when given, looked up again (a later ingest may hold them): by arXiv id
+    and by the title's key, no scan of every title. Returns how many were found now."""
+    wanted = set(topic_ids)  # pending seeds are few: all of them, then those of these topics
+    pending = [
+        row
+        for row in session.exec(select(SeedPaper).where(col(SeedPaper.found).is_(False)))
+        if row.topic_id in wanted
+    ]
+    found = 0
+    for row in pending:
+        paper = None
+        if row.arxiv_id:
+            paper = (
+                session.get(Paper, row.arxiv_id)
+                or session.exec(select(Paper).where(Paper.arxiv_id == row.arxiv_id)).first()
+            )
+        if paper is None and row.title:
+            paper = session.get(Paper, paper_id(title=row.title))
+        if paper is not None:
+            row.paper_id, row.found, row.title = paper.id, True, paper.title
+            session.add(row)
+            found += 1
+    return found
+
+
 def parse_seeds(
     texts: Sequence[str | seed_parsing.Seed] = (), file_text: str | None = None
 ) -> list[seed_parsing.Seed]:

@@ -74,11 +74,11 @@ def load_topics(
             ranking.Keyword(interest.phrase, interest.weight, interest.negative)
         )
     authors: dict[int, list[str]] = defaultdict(list)
-    topic_ids = [t.id for ts in topics.values() for t in ts]
-    if topic_ids:
+    if topics:
         for tid, name in session.exec(
             select(FollowedAuthor.topic_id, FollowedAuthor.name)
-            .where(col(FollowedAuthor.topic_id).in_(topic_ids))
+            .join(Topic, col(Topic.id) == FollowedAuthor.topic_id)
+            .where(col(Topic.subscriber_id).in_(ids))
             .order_by(col(FollowedAuthor.id))
         ):
             authors[tid].append(name)
