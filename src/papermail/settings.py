@@ -148,9 +148,10 @@ class Settings(BaseSettings):
         "(pseudo-relevance feedback: finds papers that say it in other words); 0 is off.",
     )
     keyword_context: float = Field(
-        0.5,
+        0.0,
         description="Share of a paper's score that depends on matching a profile's other "
-        "keywords too (tells the senses of a word apart); 0 is off.",
+        "keywords too (tells the senses of a word apart); 0 is off: 0.5 sent 15% fewer "
+        "off-topic papers on the dev judgements but costs ~35% more scoring time.",
     )
     aspect_balance: float = Field(
         0.0,

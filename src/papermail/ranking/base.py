@@ -127,7 +127,7 @@ class RankOptions:
     expand: bool = True  # acronyms <-> long forms, synonyms
     prf: float = 0.4  # pseudo-relevance feedback: weight of the top papers' centroid; 0: off
     prf_docs: int = 5  # how many top papers form it
-    context: float = 0.5  # share of a score that depends on matching the profile's other keywords
+    context: float = 0.0  # share of a score that depends on matching the profile's other keywords
     dense: float = 0.0  # weight of the dense semantic score in each phrase's (needs `meaning`)
     negative_factor: float = 0.0  # score multiplier for a paper with an excluded phrase
     prior: float = 0.05  # popularity: up to +5% for a paper with 100+ upvotes

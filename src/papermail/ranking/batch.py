@@ -309,11 +309,18 @@ class _Matches:
         # a paper the feedback brought names the top paper it resembles.
         related = t.related[pos]
         partial = ((bits & NEAR_BIT) != 0) & (via == 0)
-        for i in np.flatnonzero(partial | (related != -1)).tolist():
-            bits_i = int(t.present[pos[i]]) if partial[i] else -1
-            names[i] = self.label_of(int(phrase[i]), bits_i, int(related[i]))
-            if related[i] != -1:
-                vias[i], bits[i] = "", NEAR_BIT
+        told = np.flatnonzero(partial | (related != -1))
+        if len(told):  # one label per distinct (phrase, words held, related paper)
+            held = np.where(partial[told], t.present[pos[told]], -1)
+            keys = np.stack([phrase[told], held, related[told]], axis=1)
+            distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
+            labels = np.array(
+                [self.label_of(int(p), int(h), int(r)) for p, h, r in distinct.tolist()],
+                dtype=object,
+            )
+            names[told] = labels[inverse.ravel()]
+            moved = told[related[told] != -1]
+            vias[moved], bits[moved] = "", NEAR_BIT
         names_t = tuple(names.tolist())
         places = tuple(_PLACES[bits & 3].tolist())
         details = (tuple(vias.tolist()), tuple(((bits & NEAR_BIT) == 0).tolist()), share.tolist())

@@ -118,10 +118,10 @@ def variants(full: RankOptions | None = None, config: ModelConfig | None = None)
     current model switched on in turn; the last is the full model as configured."""
     full = full or RankOptions()
     config = config or ModelConfig()
-    previous = replace(full, gate="hard", prf=0.0, aspects=0.0, context=0.0)
+    previous = replace(full, gate="hard", prf=0.0, aspects=0.0, context=0.0, dense=0.0)
     soft = replace(previous, gate="soft", coverage_power=full.coverage_power)
     feedback = replace(soft, prf=full.prf, prf_docs=full.prf_docs)
-    return [
+    steps = [
         Variant("plain TF-IDF cosine", PLAIN_CONFIG, PLAIN_OPTIONS),
         Variant("BM25"),
         Variant("previous model (hard phrase gate)", config, previous),
@@ -129,7 +129,27 @@ def variants(full: RankOptions | None = None, config: ModelConfig | None = None)
         Variant(
             f"+ pseudo-relevance feedback ({full.prf:g}, top {full.prf_docs})", config, feedback
         ),
-        Variant(f"+ aspects {full.aspects:g}, context {full.context:g} (full model)", config, full),
+    ]
+    if feedback == full:
+        steps[-1] = replace(steps[-1], name=f"{steps[-1].name} = full model")
+    else:
+        steps.append(Variant("full model (as configured)", config, full))
+    return steps
+
+
+OPTIONS = {  # settings off by default, each measured on top of the full model
+    "context": 0.5,  # KEYWORD_CONTEXT
+    "aspects": 0.3,  # ASPECT_BALANCE
+}
+
+
+def option_variants(full: Variant) -> list[Variant]:
+    """The full model with each option that is off by default switched on, to show what it
+    would buy (the README quotes these rows)."""
+    return [
+        Variant(f"option: {name} {value:g}", full.config, replace(full.options, **{name: value}))
+        for name, value in OPTIONS.items()
+        if getattr(full.options, name) == 0
     ]
 
 
@@ -145,7 +165,7 @@ def dense_variant(full: Variant, weight: float = SEMANTIC_WEIGHT) -> Variant | N
     if not dense.available():
         return None
     return Variant(
-        f"+ dense fusion (MiniLM, weight {weight:g})",
+        f"option: dense fusion (MiniLM, weight {weight:g})",
         full.config,
         replace(full.options, dense=weight),
     )

@@ -97,8 +97,19 @@ class RelevanceModel:
         return np.fromiter((get(t, unseen) for t in terms), float, len(terms))
 
     def tokens(self, phrase: str) -> tuple[str, ...]:
-        """A typed phrase as analyzed words: "Mixture-of-Experts" -> ("mixtur", "expert")."""
-        return tuple(t for run in self.analyzer.words(phrase) for t in run)
+        """A typed phrase as analyzed words: "Mixture-of-Experts" -> ("mixtur", "expert").
+        Remembered: every batch asks again for the phrases subscribers share."""
+        cache = self.__dict__.setdefault("_tokens", {})
+        found = cache.get(phrase)
+        if found is None:
+            found = tuple(t for run in self.analyzer.words(phrase) for t in run)
+            if len(cache) > 200_000:
+                cache.clear()
+            cache[phrase] = found
+        return found
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_tokens"}
 
     def vectors(self, papers: Sequence[PaperText]) -> Vectors:
         """TF-IDF rows for papers: tf = title_weight x title count + abstract count, then

@@ -33,7 +33,8 @@ from papermail.ranking.text import phrase_terms
 FULL = 1.0 - 1e-9
 MAX_WORDS = 20  # words of a phrase tracked for partial-match explanations (2 bits each)
 SCORE_FLOOR = 0.01  # phrase scores below this are dropped (keeps the table sparse)
-PRF_FLOOR = SCORE_FLOOR  # feedback adds no entry below this score
+KEPT_FLOOR = 0.02  # ... and, after feedback, phrase scores below this (crumbs: cost, no evidence)
+PRF_FLOOR = SCORE_FLOOR  # feedback alone adds no entry below this
 MEANING = -2  # `related` of an entry the dense score explains
 MAX_SCORE = 0.999  # keeps log(1 - s) finite
 WHERE = {1: "title", 2: "abstract", 3: "title+abstract"}
@@ -249,7 +250,9 @@ def _rescore(
     pseudo-relevance feedback per phrase (prf.py): each phrase's scores move toward its top
     papers' centroid. Entries these add (the paper holds none of the phrase's words) are
     explained by the top paper they resemble most (`related`), or by the phrase's meaning
-    (MEANING), whichever added more; -1 elsewhere."""
+    (MEANING), whichever added more; -1 elsewhere. Scores below KEPT_FLOOR are dropped: crumbs
+    of a score carry no evidence, and each one makes a (paper, reasons) pair that digests could
+    otherwise share (100,000 subscribers: 43,000 distinct matches instead of 208,000)."""
     words = -np.expm1(log_miss.toarray())
     own = words
     if meaning is not None:
@@ -258,10 +261,12 @@ def _rescore(
     if options.prf > 0 and similarity is not None:
         moved, top, weight = prf.shift(own, similarity, options.prf_docs)
         added = options.prf * moved
-        added[added < PRF_FLOOR] = 0.0
+        # Feedback alone (the paper holds none of the phrase) must be worth a reason of its own;
+        # on a paper that holds it, any amount only reorders.
+        added[(added < PRF_FLOOR) & (own <= 0)] = 0.0
         final = (1.0 - options.prf) * own + added
     final = np.minimum(final, MAX_SCORE)
-    final[final < PRF_FLOOR] = 0.0
+    final[final < KEPT_FLOOR] = 0.0
     new = sp.csr_matrix(np.log1p(-final))
     new.sort_indices()
     n_papers = own.shape[1]

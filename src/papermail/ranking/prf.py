@@ -51,13 +51,13 @@ def in_context(
     "medical imaging" beats Vietnamese word segmentation. Papers of a profile's separate aspects
     ("linear attention" beside "state space models") each match one keyword, so their order
     among themselves does not change. `block` holds the phrases' log(1 - s)."""
-    several = np.flatnonzero(np.diff(part.indptr) > 1)
-    if not len(several):
+    several = np.diff(part.indptr) > 1
+    if not several.any():
         return scores
-    weights = part[several]
-    totals = np.asarray(weights.sum(axis=1))
-    hits = (block <= np.log1p(-CONTEXT_HIT)).astype(np.float32)
-    share = np.asarray(weights @ hits) / np.where(totals > 0, totals, 1.0)
-    out = scores.copy()
-    out[several] = scores[several] * (1.0 - context + context * share)
-    return out
+    totals = np.asarray(part.sum(axis=1)).ravel()
+    hits = (block <= np.log1p(-CONTEXT_HIT)).astype(scores.dtype)
+    share = part @ hits  # keyword weight each paper matches, per row
+    share /= np.where(totals > 0, totals, 1.0)[:, None]
+    factor = 1.0 - context + context * share
+    factor[~several] = 1.0  # one keyword: nothing to tell its senses apart with
+    return scores * factor

@@ -26,6 +26,7 @@ from papermail.ranking.evaluation import (
     Variant,
     compare,
     dense_variant,
+    option_variants,
     run_variant,
     score_rankings,
     variants,
@@ -183,13 +184,14 @@ def evaluate(
     steps = variants(options, config)
     full = steps[-1]
     semantic_variant = dense_variant(full) if semantic and full.options.dense == 0 else None
-    scored = [*steps, semantic_variant] if semantic_variant else steps
+    scored = [*steps, *option_variants(full), *([semantic_variant] if semantic_variant else [])]
     reference = RelevanceModel.fit(data.papers, full.config).vectors(data.papers).tfidf
     similarity = (reference @ reference.T).toarray()
     people = synthetic_profiles(data.papers, subscribers)
-    latency = {
+    latency = {  # the dense variant's cost needs vectors: `python -m bench` has it
         v.name: latency_ms(v, data, people, min_score=min_score) if subscribers else None
-        for v in steps  # the dense variant's cost is in `python -m bench` (needs vectors)
+        for v in scored
+        if v.options.dense == 0
     }
     rows: dict[str, list[Row]] = {}
     comparisons: dict[str, dict[str, list[Comparison]]] = {}
@@ -210,9 +212,9 @@ def evaluate(
             f"full model - {base}": [compare(model, by_name[base], m) for m in METRICS]
             for base in BASELINES
         }
-        if semantic_variant:
-            comparisons[split]["dense fusion - full model"] = [
-                compare(by_name[semantic_variant.name], model, m) for m in METRICS
+        for extra in scored[len(steps) :]:
+            comparisons[split][f"{extra.name} - full model"] = [
+                compare(by_name[extra.name], model, m) for m in METRICS
             ]
         profiles[split] = len(part.profiles)
         judged[split] = sum(len(part.grades.get(p.name, {})) for p in part.profiles)
