@@ -220,6 +220,7 @@ def _median_ms(client: httpx.Client, token: str, email: str, n: int) -> float:
         )
         times.append((time.perf_counter() - started) * 1000)
         assert answer.status_code == 200
+        time.sleep(0.05)  # each answer on its own: the work it left behind is done
     return statistics.median(times)
 
 
