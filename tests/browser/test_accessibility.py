@@ -131,6 +131,12 @@ def test_every_page_and_the_digest_pass_axe(live_app: LiveApp, page: Page) -> No
     assert html.count('class="cmp"') >= 1, "the sample digest reaches the compact papers"
     page.set_content(html)
     audit("digest-mail")
+    for width in WIDTHS:  # feedback buttons a thumb can hit
+        page.set_viewport_size({"width": width, "height": 900})
+        heights = page.eval_on_selector_all(
+            "a.btn", "els => els.map(e => e.getBoundingClientRect().height)"
+        )
+        assert heights and min(heights) >= 44, heights
     visit(f"/digest/{view}", "digest-page")
 
     visit("/", "subscribe")
@@ -150,6 +156,8 @@ def test_every_page_and_the_digest_pass_axe(live_app: LiveApp, page: Page) -> No
     visit(f"/manage/{manage}", "manage", lambda: page.locator(".preview-list").wait_for())
 
     visit(f"/f/{feedback}/1/more", "feedback-rate")
+    button = page.get_by_role("button", name="More papers like this").bounding_box()
+    assert button and button["height"] >= 44
     page.get_by_role("button", name="More papers like this").click()
     expect(page.get_by_text("Thanks — recorded")).to_be_visible()
     audit("feedback-rated")
