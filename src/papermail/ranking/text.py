@@ -113,6 +113,9 @@ def _is_acronym(token: str) -> bool:
     return sum(c.isupper() for c in token) >= 2 or any(c.isupper() for c in token[1:])
 
 
+TEXTS_KEPT = 4096  # analyzed texts an Analyzer remembers
+
+
 class Analyzer:
     """Text -> terms (unigrams then bigrams). A picklable callable: models keep it.
 
@@ -169,12 +172,22 @@ class Analyzer:
                 runs.append(terms)
         return runs
 
-    def __call__(self, text: str) -> list[str]:
-        runs = self.words(text)
-        terms = [t for run in runs for t in run]
-        if self.bigrams:
-            terms.extend(f"{a} {b}" for run in runs for a, b in pairwise(run))
-        return terms
+    def __call__(self, text: str) -> tuple[str, ...]:
+        """The text's terms. Remembered for the last TEXTS_KEPT texts: fitting a model and
+        vectorizing the same papers (``papermail rank``, a day's papers inside its corpus)
+        analyzes each text once."""
+        texts = self.__dict__.setdefault("_texts", {})
+        found = texts.get(text)
+        if found is None:
+            runs = self.words(text)
+            terms = [t for run in runs for t in run]
+            if self.bigrams:
+                terms.extend(f"{a} {b}" for run in runs for a, b in pairwise(run))
+            found = tuple(terms)
+            if len(texts) >= TEXTS_KEPT:
+                texts.clear()
+            texts[text] = found
+        return found
 
     def surface(self, text: str) -> dict[str, str]:
         """Each unigram term found in `text` -> the lowercase word it came from (the first seen),
