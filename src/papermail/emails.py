@@ -793,7 +793,15 @@ def _field(name: str, value: str) -> str:
         and "=?" not in value
     ):
         return f"{name}: {value}\r\n"
+    _refuse_carriage_return(name, value)
     return _cached_stdlib_field(name, value)
+
+
+def _refuse_carriage_return(name: str, value: str) -> None:
+    """The stdlib refuses a header value with a line feed but writes a lone CR as it is (a bare
+    CR on the wire); both builders refuse it."""
+    if "\r" in value:
+        raise ValueError(f"{name}: a carriage return in a header value")
 
 
 class UndeliverableAddress(DeliveryError, ValueError):
@@ -934,6 +942,7 @@ def build_message_stdlib(
     msg = EmailMessage(policy=SMTP_POLICY)
     msg["From"] = sender
     msg["To"] = recipient
+    _refuse_carriage_return("Subject", rendered.subject)
     msg["Subject"] = rendered.subject
     msg["Date"] = _date_header(date)
     msg["Message-ID"] = message_id
@@ -946,6 +955,7 @@ def build_message_stdlib(
             else:
                 msg[name] = value
     for name, value in (extra_headers or {}).items():
+        _refuse_carriage_return(name, value)
         msg[name] = value
     msg.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
