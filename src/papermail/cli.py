@@ -542,17 +542,38 @@ def serve(
 @app.command()
 def status(
     day: Annotated[
-        str | None, typer.Argument(help="Issue date (YYYY-MM-DD); default today, UTC.")
+        str | None,
+        typer.Argument(
+            help="Issue date (YYYY-MM-DD; default today, UTC), or a subscriber's EMAIL: "
+            "why they got (or did not get) a digest today."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Deliveries of one issue date: queued, sending, sent, failed, bounced, cancelled, and why."""
+    """Deliveries of one issue date: queued, sending, sent, failed, bounced, cancelled, and why.
+    With an EMAIL: that subscriber's digest today, as their manage page says it."""
     import json
 
     from papermail.db import session_scope
     from papermail.services.status import day_status
 
     _, engine = _setup()
+    if day is not None and "@" in day:
+        from papermail.models import utcnow
+        from papermail.services import subscriptions
+        from papermail.services.today import today_of
+
+        with session_scope(engine) as session:
+            sub = subscriptions.get_by_email(session, subscriptions.normalize_email(day))
+            if sub is None:
+                raise PapermailError(f"no subscriber {day!r}")
+            today = today_of(session, sub, utcnow())
+            email = sub.email
+        if as_json:
+            typer.echo(json.dumps({"email": email, **today.as_dict()}, indent=2))
+        else:
+            typer.echo(f"{email} ({today.local_date}): {today.text}")
+        return
     with session_scope(engine) as session:
         report = day_status(session, _parse_date(day))
     if as_json:

@@ -18,6 +18,7 @@ from papermail.db import session_scope
 from papermail.models import Frequency, Subscriber, utcnow
 from papermail.services import feedback, subscriptions
 from papermail.services.subscriptions import InvalidInput
+from papermail.services.today import resume_after_bounces, today_of
 from papermail.tokens import Purpose
 from papermail.web.context import Web, WebDep
 from papermail.web.forms import (
@@ -45,6 +46,7 @@ NOTICES = {
     "bookmark it, or ask for a link by email later.",
     "resubscribed": "Welcome back: you're subscribed again.",
     "added": "Added to your keywords. The preview shows what they bring now.",
+    "resumed_bounces": "Resumed: digests are sent to this address again.",
 }
 
 
@@ -129,6 +131,7 @@ def _page(
         "notice": notice,
         "badge": badge,
         "status_text": status_text,
+        "today": today_of(session, subscriber, utcnow()),
         "unsubscribed": subscriber.unsubscribed_at is not None,
         "snoozed_until": subscriber.snoozed_until.isoformat() if snoozed else "",
         "preview": preview,
@@ -254,6 +257,16 @@ def invalidate(token: str, web: WebDep, csrf: CsrfField = "") -> Response:
         session.flush()
         fresh = path_for(web, Purpose.manage, subscriber)
     return see_other(f"{fresh}?n=invalidated")
+
+
+@router.post("/resume")
+def resume(token: str, web: WebDep, csrf: CsrfField = "") -> Response:
+    """Resume digests after a suspension for bounces (the reader says the address works)."""
+    with session_scope(web.engine) as session:
+        subscriber, _ = open_link(web, session, Purpose.manage, token)
+        require_csrf(web, token, csrf)
+        resume_after_bounces(session, subscriber)
+    return see_other(f"/manage/{token}?n=resumed_bounces")
 
 
 @router.post("/resubscribe")
