@@ -280,3 +280,14 @@ def test_a_seed_not_found_is_found_once_a_later_ingest_brings_it(engine, setting
         assert [(s.given, s.found, s.paper_id) for s in view.seeds] == [
             ("2411.22222", True, "2411.22222")
         ]
+
+
+def test_a_digest_of_one_section_has_no_headings(engine, settings, seeds_dir):
+    ingest_samples(engine, seeds_dir)
+    sid = subscriber(engine, "ada@example.org", "linear attention", max_papers=5)
+    digests.score_day(engine, settings, issue_date=DAY, now=NOW)
+    assert {s for _, s, _, _ in items(engine, sid)} == {"linear attention"}
+    with session_scope(engine) as session:
+        digest = session.exec(select(Digest)).one()
+        mail = digests.compose_stored_digest(session, settings, digest.id)
+    assert 'class="section"' not in mail.html and "Top pick" not in mail.html
