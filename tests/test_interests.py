@@ -291,3 +291,27 @@ def test_a_digest_of_one_section_has_no_headings(engine, settings, seeds_dir):
         digest = session.exec(select(Digest)).one()
         mail = digests.compose_stored_digest(session, settings, digest.id)
     assert 'class="section"' not in mail.html and "Top pick" not in mail.html
+
+
+def test_keywords_stored_without_an_interest_become_the_first_one(engine, settings, seeds_dir):
+    """Rows written around the services (bench, old scripts) still rank, and adding a named
+    interest keeps them apart from it."""
+    from papermail.models import Interest, Subscriber
+
+    ingest_samples(engine, seeds_dir)
+    with session_scope(engine) as session:
+        loose = Subscriber(email="old@example.org", confirmed=True, max_papers=3)
+        session.add(loose)
+        session.flush()
+        session.add(Interest(subscriber_id=loose.id, phrase="linear attention"))
+        sid = loose.id
+    digests.score_day(engine, settings, issue_date=DAY, now=NOW)
+    assert len(items(engine, sid)) == 3
+    with session_scope(engine) as session:
+        old = session.get(Subscriber, sid)
+        interests.save_interest(session, old, "Vision", keywords=["image segmentation"])
+        views = interests.list_interests(session, sid)
+    assert [(v.name, v.keywords) for v in views] == [
+        ("linear attention", ("linear attention",)),
+        ("Vision", ("image segmentation",)),
+    ]

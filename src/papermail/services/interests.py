@@ -233,6 +233,9 @@ def save_interest(
     parsed = parse_seeds(seeds, seed_file_text)
     if max_papers is not None and not 1 <= max_papers <= 100:
         raise InvalidInput("papers per digest must be between 1 and 100", field="max_papers")
+    if topic is None and not topics_of(session, subscriber.id):
+        _adopt_loose_keywords(session, subscriber)
+        topic = topic_named(session, subscriber.id, name)
     if topic is None:
         if not (kw or parsed or follow):
             raise InvalidInput(
@@ -271,6 +274,26 @@ def save_interest(
         follow_authors(session, topic, follow)
     session.flush()
     return SaveResult(topic, created, results)
+
+
+def _adopt_loose_keywords(session: Session, subscriber: Subscriber) -> None:
+    """Keyword rows stored without an interest (written around the services) become the first
+    interest, named after the first keyword, before another interest is added."""
+    assert subscriber.id is not None
+    loose = session.exec(
+        select(Interest)
+        .where(Interest.subscriber_id == subscriber.id, col(Interest.topic_id).is_(None))
+        .order_by(col(Interest.negative), col(Interest.id))
+    ).all()
+    if not loose:
+        return
+    first = first_topic(
+        session, subscriber.id, name=loose[0].phrase, max_papers=subscriber.max_papers
+    )
+    for row in loose:
+        row.topic_id = first.id
+        session.add(row)
+    session.flush()
 
 
 def remove_interest(session: Session, subscriber: Subscriber, name: str) -> bool:
