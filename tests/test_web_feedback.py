@@ -394,7 +394,7 @@ def test_feedback_links_survive_inlining_the_template_once(entries) -> None:
     hrefs = [href for _, _, href, _ in a.elements if href and "/feedback/" in href]
     expected = []
     for rank, e in enumerate(entries, start=1):
-        expected += [f"{links.feedback}/{rank}/more", f"{links.feedback}/{rank}/less"]
+        expected += [f"{links.feedback}/{rank}/{action}" for action in ("more", "less", "save")]
         expected += [
             f"{links.feedback}/{rank}/mute/{i}" for i, t in enumerate(e.matched) if t not in own
         ]

@@ -322,3 +322,26 @@ class RateLimitHit(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(index=True, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class SavedPaper(SQLModel, table=True):
+    """A paper a reader saved from a digest ("Save"): their reading list (issue 13 item 4).
+    Saving also records a "more like this" rating."""
+
+    __table_args__ = (UniqueConstraint("subscriber_id", "paper_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), index=True, nullable=False
+        )
+    )
+    paper_id: str = Field(
+        sa_column=Column(String(64), ForeignKey("paper.id", ondelete="CASCADE"), nullable=False)
+    )
+    topic_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("topic.id", ondelete="SET NULL")),
+        description="The interest it was shown under",
+    )
+    created_at: datetime = Field(default_factory=utcnow)

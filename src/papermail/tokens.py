@@ -29,6 +29,7 @@ class Purpose(StrEnum):
     view = "view"
     feed = "feed"
     feedback = "feedback"  # one per digest: "more/less like this" and "mute" links
+    saved = "saved"  # the reading list's own Atom feed
 
 
 @dataclass(frozen=True)

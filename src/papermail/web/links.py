@@ -27,6 +27,7 @@ PATHS = {
     Purpose.view: "/digest/{}",
     Purpose.feed: "/feed/{}.atom",
     Purpose.feedback: "/feedback/{}",
+    Purpose.saved: "/saved/{}.atom",
 }
 NEW_LINK = "/link"
 NO_DIGEST = PageError(404, "Digest not found", "This digest does not exist (any more).")

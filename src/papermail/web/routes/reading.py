@@ -249,6 +249,7 @@ def robots() -> Response:
         "/feed/",
         "/feedback/",
         "/f/",
+        "/saved/",
         "/link",
     )
     lines = ["User-agent: *", *(f"Disallow: {path}" for path in private)]
