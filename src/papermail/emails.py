@@ -496,7 +496,11 @@ class DigestEntry:
     reasons: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
     """(term, "in the title" / "in the abstract" / "in the title and abstract" or "")."""
     shown: tuple = field(init=False, repr=False, compare=False)
-    """Everything the templates show of the entry: its key in ``memo`` (not the score)."""
+    """Everything the templates show of the entry (not the score)."""
+    block: tuple = field(init=False, repr=False, compare=False)
+    """Everything a paper's block shows but why it matched: its key in ``memo``. The reasons
+    differ between readers of one paper far more than the paper does, so templates show them
+    after the memoised block."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: the dataclass way to fill derived fields
@@ -524,8 +528,9 @@ class DigestEntry:
         for name, value in zip(_VIEW_FIELDS, paper, strict=True):
             set_(self, name, value)
         set_(self, "reasons", _reasons(tuple(self.matched), tuple(self.where)))
-        shown = (self.title, paper, self.organisation, self.published, self.upvotes)
-        set_(self, "shown", (*shown, self.reasons, self.revised_to))
+        block = (self.title, paper, self.organisation, self.published, self.upvotes)
+        set_(self, "block", (*block, self.revised_to))
+        set_(self, "shown", (*block, self.reasons, self.revised_to))
 
 
 class _PaperFacts(NamedTuple):
@@ -654,6 +659,19 @@ def digest_preview(entries: Sequence[DigestEntry]) -> str:
 TOP_PICK = "Top pick"
 
 
+def section_headings(entries: Sequence[DigestEntry]) -> tuple[str, ...]:
+    """Per entry, the heading shown above it ("" for none), worked out once here rather than
+    per paper in both templates: none at all unless the papers fall under more than one
+    section; then "Top pick" above the first, and each section's name where it starts."""
+    if len({e.section for e in entries}) <= 1:
+        return ()
+    shown, previous = [TOP_PICK], TOP_PICK
+    for entry in entries[1:]:
+        shown.append(entry.section if entry.section != previous else "")
+        previous = entry.section
+    return tuple(shown)
+
+
 def digest_context(
     *,
     email: str,
@@ -672,6 +690,7 @@ def digest_context(
     not the reader's own ``keywords``; without them every matched term is taken as one (ranking
     reports the phrases the reader typed), so no mute link is shown."""
     entries = list(entries)
+    headings = section_headings(entries)
     label = format_issue_date(issue_date)
     own = None if keywords is None else frozenset(k.casefold() for k in keywords)
     mutes = [
@@ -698,7 +717,8 @@ def digest_context(
         "mutes": mutes,
         # Headings only when papers fall under more than one interest or keyword: the first
         # paper is the top pick, then each section's papers (already in that order).
-        "sectioned": len({e.section for e in entries}) > 1,
+        "sectioned": bool(headings),
+        "headings": headings,
         "top_pick": TOP_PICK,
     }
 
