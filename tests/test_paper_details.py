@@ -243,7 +243,7 @@ def test_the_largest_digest_is_never_clipped(tmp_path):
 def test_feedback_buttons_are_thumb_sized(tmp_path):
     rendered, _ = render([big_entry(1)], tmp_path)
     buttons = re.findall(r'<a class="btn" href="[^"]+" style="([^"]+)"', rendered.html)
-    assert len(buttons) == 2
+    assert len(buttons) == 3  # more, less, save
     for style in buttons:
         assert "display:inline-block" in style and "padding:12px 14px" in style
     rate = re.search(r'<p class="rate" style="([^"]+)"', rendered.html)
