@@ -20,7 +20,15 @@ from papermail.settings import Settings
 from papermail.web.context import Web
 from papermail.web.pages import HANDLERS
 from papermail.web.preview import PreviewCache
-from papermail.web.routes import feedback, manage, reading, saved, subscribe, unsubscribe
+from papermail.web.routes import (
+    feedback,
+    interests,
+    manage,
+    reading,
+    saved,
+    subscribe,
+    unsubscribe,
+)
 from papermail.web.security import SecurityHeaders
 
 
@@ -85,7 +93,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.web = web
     app.add_middleware(SecurityHeaders, settings=settings)
     app.mount("/static", VersionedStatic(directory=static_dir), name="static")
-    for module in (subscribe, manage, unsubscribe, reading, saved, feedback):
+    for module in (subscribe, manage, interests, unsubscribe, reading, saved, feedback):
         app.include_router(module.router)
     app.add_api_route("/healthz", _health(web), methods=["GET"], include_in_schema=False)
     return app

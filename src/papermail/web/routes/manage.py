@@ -17,6 +17,7 @@ from sqlmodel import Session
 from papermail.db import session_scope
 from papermail.models import Frequency, Subscriber, utcnow
 from papermail.services import feedback, subscriptions
+from papermail.services.interests import list_interests
 from papermail.services.subscriptions import InvalidInput
 from papermail.services.today import resume_after_bounces, today_of
 from papermail.tokens import Purpose
@@ -47,6 +48,8 @@ NOTICES = {
     "resubscribed": "Welcome back: you're subscribed again.",
     "added": "Added to your keywords. The preview shows what they bring now.",
     "resumed_bounces": "Resumed: digests are sent to this address again.",
+    "interest_removed": "Interest removed. Your ratings and past digests stay.",
+    "imported": "Imported: the file's interests, seed papers, authors and ratings are yours now.",
 }
 
 
@@ -132,6 +135,7 @@ def _page(
         "badge": badge,
         "status_text": status_text,
         "today": today_of(session, subscriber, utcnow()),
+        "interests": list_interests(session, subscriber.id),
         "unsubscribed": subscriber.unsubscribed_at is not None,
         "snoozed_until": subscriber.snoozed_until.isoformat() if snoozed else "",
         "preview": preview,
