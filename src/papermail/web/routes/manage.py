@@ -39,7 +39,8 @@ from papermail.web.security import check_csrf, make_csrf
 router = APIRouter(prefix="/manage/{token}")
 
 NOTICES = {
-    "welcome": "You're subscribed. Your first digest comes at the next send time below.",
+    "welcome": "You're subscribed. A first digest with the best recent papers is on its way "
+    "now; the next ones come at your send time.",
     "saved": "Saved. The preview shows what your keywords bring from recent papers.",
     "snoozed": "Snoozed: no digests until the date shown.",
     "resumed": "Snooze ended: digests resume at the next send time.",

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from papermail.db import session_scope
-from papermail.models import utcnow
+from papermail.models import Frequency, utcnow
 from papermail.services import subscriptions
 from papermail.services.subscriptions import InvalidInput, Preferences, SignUp
+from papermail.services.welcome import send_welcome_digest
 from papermail.tokens import Purpose
 from papermail.web import mails
 from papermail.web.context import Web, WebDep
@@ -25,6 +26,7 @@ from papermail.web.routes.common import (
     require_csrf,
     see_other,
 )
+from papermail.web.routes.manage import PreviewRequest, preview_summary
 from papermail.web.security import make_csrf
 
 router = APIRouter()
@@ -45,13 +47,44 @@ def _subscribe_page(
     status: int = 200,
 ) -> Response:
     context = {"values": values, "errors": errors, "csrf": form.token()}
+    keywords: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+    if not errors:
+        try:
+            keywords = subscriptions.clean_phrases(
+                split_phrases(values.get("keywords", "")), field="keywords"
+            )
+            excluded = subscriptions.clean_phrases(
+                split_phrases(values.get("excluded", "")), field="excluded"
+            )
+        except InvalidInput:
+            keywords = excluded = ()
+    with session_scope(web.engine) as session:
+        preview = web.preview.preview(session, keywords=keywords, excluded=excluded, limit=5)
+    context |= {"preview": preview, "summary": preview_summary(preview, keywords)}
     return form.finish(render(web, "subscribe", context, status=status))
 
 
 @router.get("/")
 def subscribe_form(request: Request, web: WebDep) -> Response:
-    values = {"email": "", "keywords": "", "excluded": ""}
+    values = {"email": "", "keywords": "", "excluded": "", "frequency": "daily"}
     return _subscribe_page(web, PublicForm(web, request), values, {})
+
+
+@router.post("/subscribe/preview")
+def subscribe_preview(request: Request, payload: PreviewRequest, web: WebDep) -> Response:
+    """JSON for the sign-up page's live preview: what recent papers the typed keywords bring.
+    Changes nothing; the form's public CSRF token (bound to the browser's cookie) is required."""
+    if not PublicForm(web, request).valid(payload.csrf):
+        return JSONResponse({"error": "form expired: reload the page"}, status_code=403)
+    try:
+        keywords = subscriptions.clean_phrases(split_phrases(payload.keywords), field="keywords")
+        excluded = subscriptions.clean_phrases(split_phrases(payload.excluded), field="excluded")
+    except InvalidInput as exc:
+        return JSONResponse({"error": str(exc), "field": exc.field}, status_code=400)
+    with session_scope(web.engine) as session:
+        result = web.preview.preview(session, keywords=keywords, excluded=excluded, limit=5)
+    return JSONResponse({"summary": preview_summary(result, keywords), **result.as_json()})
 
 
 @router.post("/subscribe")
@@ -64,15 +97,25 @@ def subscribe(
     keywords: Annotated[str, Form(max_length=20_000)] = "",
     excluded: Annotated[str, Form(max_length=20_000)] = "",
     timezone: Annotated[str, Form(max_length=100)] = "",
+    frequency: Annotated[str, Form(max_length=20)] = "daily",
+    action: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    """The same page for a new, an unconfirmed and a confirmed address; the mail differs."""
+    """The same page for a new, an unconfirmed and a confirmed address; the mail differs.
+    The "Preview" button (action=preview) only shows the page again with the preview."""
     form = PublicForm(web, request)
-    values = {"email": email, "keywords": keywords, "excluded": excluded}
+    frequency = frequency if frequency in (Frequency.daily, Frequency.weekly) else "daily"
+    values = {"email": email, "keywords": keywords, "excluded": excluded, "frequency": frequency}
     if not form.valid(csrf):
         return _subscribe_page(web, form, values, {"form": FORM_EXPIRED}, status=403)
+    if action == "preview":
+        return _subscribe_page(web, form, values, {})
     timezone = timezone if timezone in known_zones() else "UTC"
     prefs = Preferences(
-        keywords=split_phrases(keywords), excluded=split_phrases(excluded), timezone=timezone
+        keywords=split_phrases(keywords),
+        excluded=split_phrases(excluded),
+        timezone=timezone,
+        frequency=Frequency(frequency),
+        weekly_day=utcnow().weekday(),
     )
     try:
         address = subscriptions.normalize_email(email)
@@ -137,12 +180,17 @@ def confirm_page(token: str, web: WebDep) -> Response:
 
 
 @router.post("/confirm/{token}")
-def confirm(token: str, web: WebDep, csrf: CsrfField = "") -> Response:
+def confirm(token: str, web: WebDep, background: BackgroundTasks, csrf: CsrfField = "") -> Response:
+    """Confirms, then (the first time) sends the welcome digest after the answer went out."""
     with session_scope(web.engine) as session:
         subscriber, _ = open_link(web, session, Purpose.confirm, token)
         require_csrf(web, token, csrf)
+        first = not subscriber.confirmed
         subscriptions.confirm_subscriber(session, subscriber, now=utcnow())
         manage = path_for(web, Purpose.manage, subscriber)
+        subscriber_id = subscriber.id
+    if first and subscriber_id is not None:
+        background.add_task(send_welcome_digest, web.engine, web.settings, subscriber_id)
     return see_other(f"{manage}?n=welcome")
 
 
