@@ -61,3 +61,55 @@ def replace_profile(keywords):
     from papermail.ranking import Profile
 
     return Profile(None, tuple(keywords), 5)
+
+
+def test_semantic_digests_use_the_stored_vectors(tmp_path, database_url):
+    """SEMANTIC on: the day's scoring loads (or encodes and stores) the papers' vectors and fuses
+    them in: the paper that says "text-to-speech" in other words scores higher than on words
+    alone, and its reason never claims the keyword."""
+    from datetime import UTC, date, datetime
+
+    from sqlmodel import Session, select
+
+    from papermail.db import create_tables, make_engine, session_scope
+    from papermail.models import Digest, DigestItem, Paper, PaperEmbedding
+    from papermail.services import digests
+    from papermail.services.ingest import ingest_result
+    from papermail.services.subscriptions import Preferences, add_subscriber
+    from papermail.sources import PaperRecord, ParseResult
+    from tests.conftest import make_settings
+
+    when = datetime(2026, 11, 23, 6, tzinfo=UTC)
+    day = date(2026, 11, 23)
+    words_only = make_settings(tmp_path, database_url=database_url, semantic=False)
+    engine = make_engine(words_only)
+    create_tables(engine)
+    records = [PaperRecord(p.title, p.abstract, source="t") for p in PAPERS]
+    ingest_result(engine, "t", ParseResult(records=records), now=when)
+
+    def day_for(email: str, settings) -> dict[str, tuple[float, list[str]]]:
+        with session_scope(engine) as session:
+            prefs = Preferences(keywords=("text-to-speech",))
+            reader = add_subscriber(session, email=email, prefs=prefs, confirmed=True).id
+        digests.score_day(engine, settings, issue_date=day, now=when.replace(hour=8))
+        with Session(engine) as session:
+            rows = session.exec(
+                select(Paper.title, DigestItem.score, DigestItem.matched)
+                .join(DigestItem, DigestItem.paper_id == Paper.id)
+                .join(Digest, Digest.id == DigestItem.digest_id)
+                .where(Digest.subscriber_id == reader)
+            ).all()
+        return {title: (score, list(matched)) for title, score, matched in rows}
+
+    words = day_for("words@example.org", words_only)
+    with Session(engine) as session:
+        assert not session.exec(select(PaperEmbedding)).all()
+    fused = day_for("meaning@example.org", words_only.model_copy(update={"semantic": True}))
+    with Session(engine) as session:  # scoring encoded and stored what ingest had not
+        assert len(session.exec(select(PaperEmbedding)).all()) == len(PAPERS)
+    engine.dispose()
+    tts, vocoder = PAPERS[0].title, PAPERS[1].title
+    assert fused[tts][1] == words[tts][1] == ["text-to-speech"]
+    assert vocoder in fused and fused[vocoder][0] > words.get(vocoder, (0.0, []))[0]
+    [reason] = fused[vocoder][1]
+    assert reason.startswith((MEANING_PREFIX, "like “")), reason
