@@ -315,3 +315,22 @@ def test_keywords_stored_without_an_interest_become_the_first_one(engine, settin
         ("linear attention", ("linear attention",)),
         ("Vision", ("image segmentation",)),
     ]
+
+
+def test_a_lone_interest_named_after_its_first_keyword_follows_it(engine):
+    sid = subscriber(engine, "ada@example.org", "MoE")
+    with session_scope(engine) as session:
+        subscriptions.save_subscriber(
+            session, email="ada@example.org", changes={"keywords": ("diffusion", "MoE")}
+        )
+    with session_scope(engine) as session:
+        assert [v.name for v in interests.list_interests(session, sid)] == ["diffusion"]
+        ada = session.get(subscriptions.Subscriber, sid)
+        interests.save_interest(session, ada, "diffusion", keywords=["score matching"])
+        interests.save_interest(session, ada, "Named by hand", keywords=["MoE"])
+        subscriptions.save_subscriber(
+            session, email="ada@example.org", changes={"keywords": ("flow matching",)}
+        )
+    with session_scope(engine) as session:
+        names = [v.name for v in interests.list_interests(session, sid)]
+    assert names == ["diffusion", "Named by hand"]  # several interests: names stay

@@ -189,6 +189,13 @@ def apply_preferences(session: Session, subscriber: Subscriber, prefs: Preferenc
     assert subscriber.id is not None
     topic = first_topic(session, subscriber.id, name=prefs.keywords[0], max_papers=prefs.max_papers)
     topic.max_papers = prefs.max_papers  # the form's papers per digest: the first interest's
+    named_after = session.exec(
+        select(Interest.phrase)
+        .where(Interest.topic_id == topic.id, col(Interest.negative).is_(False))
+        .order_by(col(Interest.id))
+    ).first()
+    if topic.name == named_after and len(topics_of(session, subscriber.id)) == 1:
+        topic.name = prefs.keywords[0][:100]  # still named after its first keyword: follows it
     session.add(topic)
     set_interests(session, subscriber.id, prefs.keywords, prefs.excluded, topic_id=topic.id)
 
