@@ -32,18 +32,21 @@ NAME_CHARS = 100
 
 
 def _drop_unique(table: str, columns: list[str]) -> None:
+    """Drops the unique constraint on `columns`, named or not (a downgrade names the one it
+    recreates, the first schema did not): found by reflection, so a round trip works."""
     bind = op.get_bind()
+    names = [
+        u["name"]
+        for u in sa.inspect(bind).get_unique_constraints(table)
+        if u["column_names"] == columns
+    ]
     if bind.dialect.name == "postgresql":
-        names = [
-            u["name"]
-            for u in sa.inspect(bind).get_unique_constraints(table)
-            if u["column_names"] == columns
-        ]
         for name in names:
             op.drop_constraint(name, table, type_="unique")
         return
     with op.batch_alter_table(table, naming_convention=_CONVENTION) as batch_op:
-        batch_op.drop_constraint(f"uq_{table}_{'_'.join(columns)}", type_="unique")
+        for name in names:
+            batch_op.drop_constraint(name or f"uq_{table}_{'_'.join(columns)}", type_="unique")
 
 
 def upgrade() -> None:
