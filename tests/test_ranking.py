@@ -154,14 +154,18 @@ def test_matched_terms_are_only_what_the_paper_holds(model, papers):
     found = rank_one(model, papers, keywords, min_score=0.0, limit=60)
     assert len(found) > 15
     typed = {kw.phrase: set(model.tokens(kw.phrase)) for kw in keywords}
-    partial = 0
+    partial = related = 0
     for match in found:
         assert match.matched and len(match.where) == len(match.matched)
         paper = papers[match.index]
         text = set(model.analyzer(f"{paper.title} {paper.abstract}"))
         for reason in match.reasons:
-            if reason.term.startswith(RELATED_PREFIX):
-                assert not reason.where and reason.term.endswith("”")
+            if reason.term.startswith(RELATED_PREFIX):  # like “<title>” (shared, terms)
+                related += 1
+                assert not reason.where and "”" in reason.term
+                shared = reason.term.rsplit("” (", 1)[1].rstrip(")").split(", ")
+                for term in shared:  # the expansion terms named are in the paper
+                    assert set(model.tokens(term)) <= text, (term, paper.title)
                 continue
             words = set(model.tokens(reason.via or reason.term))
             assert words <= text, (reason, paper.title)  # every word named is in the paper
@@ -172,6 +176,7 @@ def test_matched_terms_are_only_what_the_paper_holds(model, papers):
         shares = [r.share for r in match.reasons]
         assert min(shares) >= 0.1 * max(shares)
     assert partial  # some papers hold only part of a phrase, and say which part
+    assert related  # some came by pseudo-relevance feedback, and say from which paper
 
 
 def test_partial_match_is_found_and_names_the_words_found(papers):

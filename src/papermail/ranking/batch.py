@@ -253,11 +253,11 @@ class _Matches:
         table: PhraseTable,
         pos: sp.csr_matrix,
         cosine: bool,
-        labels: Callable[[int, int, int], str],
+        labels: Callable[[int, int, int, int], str],
     ) -> None:
         self.table, self.pos, self.cosine = table, pos, cosine
         self.labels = np.array(table.phrases + table.alternatives, dtype=object)
-        self.label_of = labels  # (phrase, present bits, related paper) -> a truthful label
+        self.label_of = labels  # (phrase, bits, related, paper) -> a truthful label
 
     def __call__(
         self,
@@ -294,11 +294,13 @@ class _Matches:
         share = weight * -np.expm1(miss) if self.cosine else -weight * miss
         order = np.lexsort((phrase, -share, pair))
         pair, phrase, pos, share = pair[order], phrase[order], pos[order], share[order]
+        paper = cols[pair]
         if len(pair):  # a reason names what moved the paper: not a stray word's crumb of score
             first = np.r_[True, pair[1:] != pair[:-1]]
             top = share[first][np.cumsum(first) - 1]
             keep = share >= MINOR_REASON * top
             pair, phrase, pos, share = pair[keep], phrase[keep], pos[keep], share[keep]
+            paper = paper[keep]
         bits, via = t.where[pos], t.via[pos]
         names = self.labels[phrase]
         vias = np.full(len(pos), "", dtype=object)
@@ -310,12 +312,13 @@ class _Matches:
         related = t.related[pos]
         partial = ((bits & NEAR_BIT) != 0) & (via == 0)
         told = np.flatnonzero(partial | (related != -1))
-        if len(told):  # one label per distinct (phrase, words held, related paper)
+        if len(told):  # one label per distinct (phrase, words held, related paper, paper)
             held = np.where(partial[told], t.present[pos[told]], -1)
-            keys = np.stack([phrase[told], held, related[told]], axis=1)
+            target = np.where(related[told] >= 0, paper[told], -1)
+            keys = np.stack([phrase[told], held, related[told], target], axis=1)
             distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
             labels = np.array(
-                [self.label_of(int(p), int(h), int(r)) for p, h, r in distinct.tolist()],
+                [self.label_of(int(p), int(h), int(r), int(d)) for p, h, r, d in distinct.tolist()],
                 dtype=object,
             )
             names[told] = labels[inverse.ravel()]
@@ -526,7 +529,7 @@ def _rank(
     for part, offset in zip(parts, offsets, strict=True):
         part[3][:] += offset  # pick numbers, from the chunk's to the batch's
     pair_rows, cols, values, *hits = (np.concatenate(column) for column in zip(*parts, strict=True))
-    label = _labeller(model, rows.phrases, papers)
+    label = _labeller(model, rows.phrases, papers, vectors)
     matches = _Matches(table, rows.pos, options.combine == "cosine", label)(
         pair_rows, cols, values, tuple(hits), pick.learned
     )
@@ -541,22 +544,60 @@ TITLE_CHARS = 60
 
 
 def _labeller(
-    model: RelevanceModel, phrases: Sequence[str], papers: Sequence[PaperText]
-) -> Callable[[int, int, int], str]:
-    """(phrase, present-word bits or -1, related paper or -1) -> the reason's label, cached."""
+    model: RelevanceModel, phrases: Sequence[str], papers: Sequence[PaperText], vectors: Vectors
+) -> Callable[[int, int, int, int], str]:
+    """(phrase, present-word bits or -1, related paper or -1, the paper) -> the reason's label,
+    cached. A paper the feedback brought names the top paper it resembles and the expansion
+    terms they share most (their heaviest common TF-IDF terms, spelled as the paper has them)."""
+    terms = np.array(list(vectors.columns), dtype=object)
 
     @lru_cache(maxsize=65536)
-    def label(phrase: int, bits: int, related: int) -> str:
+    def label(phrase: int, bits: int, related: int, paper: int) -> str:
         if related == MEANING:
             return f"{MEANING_PREFIX}{phrases[phrase]}”"
         if related >= 0:
             title = " ".join(papers[related].title.split())
             if len(title) > TITLE_CHARS:
                 title = title[: TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
-            return f"{RELATED_PREFIX}{title}”"
+            shared = _shared_terms(model, vectors, terms, papers, related, paper)
+            return f"{RELATED_PREFIX}{title}”" + (f" ({', '.join(shared)})" if shared else "")
         return partial_label(model, phrases[phrase], bits)
 
     return label
+
+
+SHARED_TERMS = 2  # expansion terms named with a paper the feedback brought
+
+
+def _shared_terms(
+    model: RelevanceModel,
+    vectors: Vectors,
+    terms: np.ndarray,
+    papers: Sequence[PaperText],
+    source: int,
+    paper: int,
+) -> list[str]:
+    """The heaviest terms two papers share (product of their TF-IDF weights), as `paper` writes
+    them; a bigram's words are not named again on their own."""
+    if paper < 0:
+        return []
+    both = vectors.tfidf[source].multiply(vectors.tfidf[paper]).tocsr()
+    if not both.nnz:
+        return []
+    order = np.argsort(-both.data, kind="stable")
+    text = papers[paper]
+    spelled = model.analyzer.surface(f"{text.title}. {text.abstract}")
+    chosen: list[str] = []
+    taken: set[str] = set()
+    for column in both.indices[order]:
+        words = str(terms[column]).rstrip("~").split(" ")
+        if taken & set(words) or any(w.endswith("~") for w in words):
+            continue
+        chosen.append(" ".join(spelled.get(w, w) for w in words))
+        taken.update(words)
+        if len(chosen) == SHARED_TERMS:
+            break
+    return chosen
 
 
 def _with_feedback(why: tuple[tuple, tuple, tuple], share: float) -> tuple[tuple, tuple, tuple]:
