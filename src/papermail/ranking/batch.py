@@ -549,7 +549,10 @@ def _labeller(
     """(phrase, present-word bits or -1, related paper or -1, the paper) -> the reason's label,
     cached. A paper the feedback brought names the top paper it resembles and the expansion
     terms they share most (their heaviest common TF-IDF terms, spelled as the paper has them)."""
-    terms = np.array(list(vectors.columns), dtype=object)
+
+    @lru_cache(maxsize=1)
+    def terms() -> np.ndarray:  # only when some paper came by feedback
+        return np.array(list(vectors.columns), dtype=object)
 
     @lru_cache(maxsize=65536)
     def label(phrase: int, bits: int, related: int, paper: int) -> str:
@@ -559,7 +562,7 @@ def _labeller(
             title = " ".join(papers[related].title.split())
             if len(title) > TITLE_CHARS:
                 title = title[: TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
-            shared = _shared_terms(model, vectors, terms, papers, related, paper)
+            shared = _shared_terms(model, vectors, terms(), papers, related, paper)
             return f"{RELATED_PREFIX}{title}”" + (f" ({', '.join(shared)})" if shared else "")
         return partial_label(model, phrases[phrase], bits)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from papermail.ranking.base import (
+    Feedback,
     Keyword,
     Meaning,
     ModelConfig,
@@ -314,6 +315,32 @@ def compare(row: Row, baseline: Row, metric: str) -> Comparison:
         int((np.abs(diffs) <= TIE).sum()),
         int((diffs < -TIE).sum()),
     )
+
+
+def residual_row(
+    name: str,
+    model: RelevanceModel,
+    data: LabelledSet,
+    residual: LabelledSet,
+    profiles: Sequence[Profile],
+    eligible: dict[str, list[int]],
+    options: RankOptions,
+    feedback: dict[str, Feedback] | None,
+) -> Row:
+    """One row of a residual-collection evaluation (feedback and seed rows): rank only the
+    `eligible` papers, score on the `residual` judgements."""
+    found = rank(
+        model,
+        data.papers,
+        profiles,
+        min_score=1e-9,
+        eligible=eligible,
+        options=options,
+        upvotes=data.upvotes,
+        feedback=feedback,
+    )
+    ranked = {k: [m.index for m in v] for k, v in found.items()}  # type: ignore[misc]
+    return score_rankings(name, residual, ranked, None)
 
 
 def score_rankings(

@@ -188,8 +188,7 @@ def build_table(
         log_miss, where, via, present, related = _rescore(
             log_miss, where, via, present, similarity, meaning, options
         )
-    rows_of = np.repeat(np.arange(len(phrases), dtype=np.int64), np.diff(log_miss.indptr))
-    keys = rows_of * n_papers + log_miss.indices
+    keys = _keys(log_miss)
     own_alt = link[np.r_[True, link[1:, 0] != link[:-1, 0]]] if len(link) else link
     own = sp.csr_matrix(
         (np.ones(len(own_alt)), (own_alt[:, 0], own_alt[:, 1])),
@@ -269,18 +268,15 @@ def _rescore(
     final[final < KEPT_FLOOR] = 0.0
     new = sp.csr_matrix(np.log1p(-final))
     new.sort_indices()
-    n_papers = own.shape[1]
-    old_keys = (
-        np.repeat(np.arange(own.shape[0], dtype=np.int64), np.diff(log_miss.indptr)) * n_papers
-        + log_miss.indices
-    )
-    rows = np.repeat(np.arange(own.shape[0]), np.diff(new.indptr))
-    keys = rows.astype(np.int64) * n_papers + new.indices
-    pos = np.searchsorted(old_keys, keys)
-    pos_safe = np.minimum(pos, max(len(old_keys) - 1, 0))
-    had = (pos < len(old_keys)) & (old_keys[pos_safe] == keys) if len(old_keys) else pos < 0
-    pick = lambda a, fill: np.where(had, a[pos_safe], fill) if len(a) else np.full(len(keys), fill)  # noqa: E731
-    cols = new.indices
+    old_keys, keys = _keys(log_miss), _keys(new)
+    pos = np.minimum(np.searchsorted(old_keys, keys), max(len(old_keys) - 1, 0))
+    had = old_keys[pos] == keys if len(old_keys) else np.zeros(len(keys), bool)
+
+    def carried(values: np.ndarray) -> np.ndarray:
+        """An old entry's explanation field for each new entry, 0 for entries feedback added."""
+        return np.where(had, values[pos], 0) if len(values) else np.zeros(len(keys), np.int64)
+
+    rows, cols = (keys // own.shape[1]).astype(np.intp), new.indices
     # What moved each entry most: its words, its meaning, or its resemblance to top papers.
     scale = 1.0 - options.prf if top is not None else 1.0
     alpha = options.dense if meaning is not None else 0.0
@@ -297,7 +293,13 @@ def _rescore(
         pull = weight[r] * similarity[candidates, c[:, None]]
         pull[candidates == c[:, None]] = -1.0  # a paper is not explained by itself
         source[pulled] = candidates[np.arange(len(r)), np.argmax(pull, axis=1)]
-    return new, pick(where, 0), pick(via, 0), pick(present, 0), source
+    return new, carried(where), carried(via), carried(present), source
+
+
+def _keys(matrix: sp.csr_matrix) -> np.ndarray:
+    """Each stored entry of a (sorted) CSR matrix as row * columns + column: sorted too."""
+    rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    return rows * matrix.shape[1] + matrix.indices
 
 
 def _expand(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,7 @@ from papermail.ranking.evaluation import (
     compare,
     dense_variant,
     option_variants,
+    residual_row,
     run_variant,
     score_rankings,
     variants,
@@ -113,17 +114,17 @@ def feedback_rows(data: LabelledSet, variant: Variant, *, rated: int = 2 * SENT)
         upvotes=data.upvotes,
     )
     feedback, eligible, residual = {}, {}, {}
+    position = {pid: i for i, pid in enumerate(data.ids)}
     for p in data.profiles:
         seen = [m.index for m in first[p.name]]
+        rated = set(seen)
         feedback[p.name] = Feedback(
             tuple(data.papers[i] for i in seen if data.grade(p.name, i) == 2),
             tuple(data.papers[i] for i in seen if data.grade(p.name, i) == 0),
         )
-        eligible[p.name] = [i for i in range(len(data.papers)) if i not in set(seen)]
+        eligible[p.name] = [i for i in range(len(data.papers)) if i not in rated]
         residual[p.name] = {
-            pid: g
-            for pid, g in data.grades.get(p.name, {}).items()
-            if data.ids.index(pid) not in set(seen)
+            pid: g for pid, g in data.grades.get(p.name, {}).items() if position[pid] not in rated
         }
     rest = LabelledSet(data.ids, data.papers, data.upvotes, data.profiles, residual)
     never = replace(variant.options, classifier_min_ratings=10**9)
@@ -137,18 +138,7 @@ def feedback_rows(data: LabelledSet, variant: Variant, *, rated: int = 2 * SENT)
             feedback,
         ),
     ):
-        found = rank(
-            model,
-            data.papers,
-            profiles,
-            min_score=1e-9,
-            eligible=eligible,
-            options=options,
-            upvotes=data.upvotes,
-            feedback=given,
-        )
-        ranked = {k: [m.index for m in v] for k, v in found.items()}  # type: ignore[misc]
-        rows.append(score_rankings(name, rest, ranked, None))
+        rows.append(residual_row(name, model, data, rest, profiles, eligible, options, given))
     return rows
 
 

@@ -10,8 +10,7 @@ find). The seeds enter ranking as liked papers (`Feedback`), the path the digest
 from __future__ import annotations
 
 from papermail.ranking.base import Feedback, ModelConfig, Profile, RankOptions
-from papermail.ranking.batch import rank
-from papermail.ranking.evaluation import DEPTH, SPLITS, LabelledSet, Row, score_rankings, variants
+from papermail.ranking.evaluation import DEPTH, SPLITS, LabelledSet, Row, residual_row, variants
 from papermail.ranking.model import RelevanceModel
 
 SEEDS = 3
@@ -40,18 +39,7 @@ def seed_rows(data: LabelledSet, options: RankOptions, config: ModelConfig) -> l
         (f"keywords + {SEEDS} seed papers", True, seeds),
     ):
         profiles = [Profile(p.name, p.keyword_list() if with_keywords else (), DEPTH) for p in kept]
-        found = rank(
-            model,
-            data.papers,
-            profiles,
-            min_score=1e-9,
-            eligible=eligible,
-            options=options,
-            upvotes=data.upvotes,
-            feedback=feedback,
-        )
-        ranked = {k: [m.index for m in v] for k, v in found.items()}  # type: ignore[misc]
-        rows.append(score_rankings(name, rest, ranked, None))
+        rows.append(residual_row(name, model, data, rest, profiles, eligible, options, feedback))
     return rows
 
 

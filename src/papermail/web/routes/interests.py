@@ -52,6 +52,15 @@ def _topic(session: Session, subscriber: Subscriber, topic_id: int) -> Topic:
     return topic
 
 
+def _posted(
+    web: Web, session: Session, token: str, csrf: str, topic_id: int
+) -> tuple[Subscriber, Topic]:
+    """A form posted about one of the reader's interests: the link, its CSRF, the interest."""
+    subscriber, _ = open_link(web, session, Purpose.manage, token)
+    require_csrf(web, token, csrf)
+    return subscriber, _topic(session, subscriber, topic_id)
+
+
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
@@ -195,9 +204,7 @@ def save_interest(
     max_papers: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     with session_scope(web.engine) as session:
-        subscriber, _ = open_link(web, session, Purpose.manage, token)
-        require_csrf(web, token, csrf)
-        topic = _topic(session, subscriber, topic_id)
+        subscriber, topic = _posted(web, session, token, csrf, topic_id)
         form = {"keywords": keywords, "excluded": excluded, "max_papers": max_papers}
         try:
             try:
@@ -233,9 +240,7 @@ def rename_interest(
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     with session_scope(web.engine) as session:
-        subscriber, _ = open_link(web, session, Purpose.manage, token)
-        require_csrf(web, token, csrf)
-        topic = _topic(session, subscriber, topic_id)
+        subscriber, topic = _posted(web, session, token, csrf, topic_id)
         assert subscriber.id is not None
         try:
             clean = interests.clean_name(name)
@@ -269,9 +274,7 @@ async def add_seeds(
 ) -> Response:
     """Paste ids/URLs/titles or upload BibTeX/RIS: the answer lists found and not found."""
     with session_scope(web.engine) as session:
-        subscriber, _ = open_link(web, session, Purpose.manage, token)
-        require_csrf(web, token, csrf)
-        topic = _topic(session, subscriber, topic_id)
+        subscriber, topic = _posted(web, session, token, csrf, topic_id)
         try:
             text = await _read(seed_file)
             if not _lines(seeds) and not text:
@@ -310,9 +313,7 @@ def follow(
     author: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
     with session_scope(web.engine) as session:
-        subscriber, _ = open_link(web, session, Purpose.manage, token)
-        require_csrf(web, token, csrf)
-        topic = _topic(session, subscriber, topic_id)
+        subscriber, topic = _posted(web, session, token, csrf, topic_id)
         try:
             names = _lines(author)
             if not names:
@@ -336,9 +337,7 @@ def unfollow(
     author: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     with session_scope(web.engine) as session:
-        subscriber, _ = open_link(web, session, Purpose.manage, token)
-        require_csrf(web, token, csrf)
-        topic = _topic(session, subscriber, topic_id)
+        _, topic = _posted(web, session, token, csrf, topic_id)
         interests.unfollow_authors(session, topic, [author])
     return see_other(f"/manage/{token}/interests/{topic_id}?n=unfollowed")
 
@@ -353,9 +352,7 @@ def add_keyword(
 ) -> Response:
     """One tap on a suggested keyword adds it to this interest."""
     with session_scope(web.engine) as session:
-        subscriber, _ = open_link(web, session, Purpose.manage, token)
-        require_csrf(web, token, csrf)
-        topic = _topic(session, subscriber, topic_id)
+        subscriber, topic = _posted(web, session, token, csrf, topic_id)
         have, _ = interests.keywords_and_exclusions(session, topic)
         try:
             interests.save_interest(session, subscriber, topic.name, keywords=[*have, keyword])
@@ -371,9 +368,7 @@ def add_keyword(
 @router.post("/interests/{topic_id}/remove")
 def remove(token: str, topic_id: int, web: WebDep, csrf: CsrfField = "") -> Response:
     with session_scope(web.engine) as session:
-        subscriber, _ = open_link(web, session, Purpose.manage, token)
-        require_csrf(web, token, csrf)
-        topic = _topic(session, subscriber, topic_id)
+        subscriber, topic = _posted(web, session, token, csrf, topic_id)
         try:
             interests.remove_interest(session, subscriber, topic.name)
         except InvalidInput as exc:
