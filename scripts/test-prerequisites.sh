@@ -7,6 +7,7 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v pg_isready >/dev/null || need_apt+=(postgresql)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)  # browser tests (Playwright, never `playwright install`)
+[ -x /usr/sbin/dovecot ] || need_apt+=(dovecot-imapd)  # a real IMAP server for `bounces poll`
 if ((${#need_apt[@]})); then
   echo "installing: ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

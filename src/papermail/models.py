@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -142,6 +143,15 @@ class Subscriber(SQLModel, table=True):
     snoozed_until: date | None = Field(default=None, description="No digests before this day")
     hard_bounces: int = Field(default=0, description="Permanent delivery failures in a row")
     suspended_at: datetime | None = Field(default=None, description="Set after too many bounces")
+    bounce_score: float = Field(
+        default=0.0,
+        sa_column=Column(Float, nullable=False, server_default="0"),
+        description="Bounce reports that arrived later (Mailman's rule: +1 hard, +0.5 soft, "
+        "counted once a day, forgotten when stale)",
+    )
+    last_bounce_on: date | None = Field(
+        default=None, description="Day the bounce score last grew: one count per day"
+    )
     created_at: datetime = Field(default_factory=utcnow)
 
     @property
@@ -345,3 +355,66 @@ class SavedPaper(SQLModel, table=True):
         description="The interest it was shown under",
     )
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class BounceKind(StrEnum):
+    hard = "hard"  # the mailbox does not exist (5.x.x DSN, a relay's permanent bounce)
+    soft = "soft"  # full mailbox, greylisting, a transient 4.x.x
+    complaint = "complaint"  # the reader pressed "spam" (ARF, a relay's complaint event)
+
+
+class BounceEvent(SQLModel, table=True):
+    """A bounce or complaint report that arrived after the SMTP session (issue 14): kept once
+    (by `fingerprint`), acted on once, shown to the operator."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    fingerprint: str = Field(
+        unique=True, max_length=64, description="SHA-256 of what identifies the report"
+    )
+    source: str = Field(max_length=20, description="dsn, arf, ses, sendgrid, postmark")
+    kind: BounceKind = Field(sa_type=String(10))
+    recipient: str = Field(index=True, max_length=320)
+    subscriber_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("subscriber.id", ondelete="SET NULL"), index=True),
+    )
+    message_id: str | None = Field(default=None, max_length=250)
+    status_code: str | None = Field(default=None, max_length=20, description="e.g. 5.1.1")
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+    action: str = Field(
+        max_length=20, description="What it did: suspended, unsubscribed, scored, ignored"
+    )
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class OperatorRole(StrEnum):
+    viewer = "read-only"
+    admin = "admin"
+
+
+class Operator(SQLModel, table=True):
+    """A person who runs papermail: logs in to /admin (argon2 hash, optional TOTP)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, max_length=100)
+    password_hash: str = Field(max_length=200)
+    role: OperatorRole = Field(default=OperatorRole.viewer, sa_type=String(10))
+    totp_secret: str | None = Field(default=None, max_length=64)
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+    last_login_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a pipeline stage (ingest per source, score, dispatch, send): when it ran,
+    what it counted, what failed. The console and `papermail doctor` read them."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    stage: str = Field(index=True, max_length=20)
+    source: str | None = Field(default=None, max_length=200, description="Ingest: the source")
+    started_at: datetime = Field(default_factory=utcnow, index=True)
+    finished_at: datetime | None = None
+    ok: bool | None = None
+    counts: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text))
