@@ -244,6 +244,39 @@ class Settings(BaseSettings):
     bounce_limit: int = Field(
         3, ge=1, description="Hard bounces in a row after which a subscriber is suspended."
     )
+    # Bounces and complaints that arrive later as mail (issue 14; `papermail bounces ...`).
+    bounce_domain: str = Field(
+        "",
+        description="Domain of the VERP bounce address: digests go out with the envelope sender "
+        "`bounces+<signed id>@BOUNCE_DOMAIN`; empty sends from MAIL_FROM's address (VERP off).",
+    )
+    bounce_score_limit: float = Field(
+        5.0,
+        gt=0,
+        description="Bounce score (+1 hard, +0.5 soft, once a day) at which a subscriber is "
+        "suspended (Mailman's default).",
+    )
+    bounce_stale_days: int = Field(
+        7, ge=1, description="Days without a counted bounce after which the score starts over."
+    )
+    bounce_imap_host: str = Field(
+        "", description="IMAP server of a bounce mailbox for `papermail bounces poll`; empty: off."
+    )
+    bounce_imap_port: int = Field(993, description="IMAP over TLS port of the bounce mailbox.")
+    bounce_imap_user: str = Field("", description="Login of the bounce mailbox.")
+    bounce_imap_password: SecretStr = Field(
+        SecretStr(""), description="Password of the bounce mailbox (never logged)."
+    )
+    bounce_imap_folder: str = Field("INBOX", description="Folder of the bounce mailbox to read.")
+    bounce_imap_ca_file: Path | None = Field(
+        None, description="CA bundle (PEM) for an IMAP server with a private certificate."
+    )
+    bounce_poll_minutes: float = Field(
+        10.0,
+        ge=0,
+        description="How often beat polls the bounce mailbox when BOUNCE_IMAP_HOST is set; "
+        "0 disables the job.",
+    )
     smtp_rate_limit: float = Field(
         0.0,
         ge=0,

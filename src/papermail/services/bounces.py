@@ -1,0 +1,183 @@
+"""Act on bounce and complaint reports (issue 14): store each once, then suspend, score or
+unsubscribe the subscriber it names.
+
+Every way a report comes in (`papermail bounces process|serve|poll`, the relay webhooks) ends
+here, in `record_reports`. Each report is its own transaction: the `BounceEvent` row (unique
+`fingerprint`) is inserted first, so a report seen twice, even by two processes at once, is
+acted on once; the second insert fails and changes nothing.
+
+The rule is Mailman's: a hard bounce suspends at once; soft bounces add 0.5 to a score at most
+once a day, the score starts over when the last counted bounce is older than BOUNCE_STALE_DAYS,
+and reaching BOUNCE_SCORE_LIMIT suspends. A complaint unsubscribes at once. Suspending or
+unsubscribing cancels the digests still waiting to be sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from papermail.bounces import BounceReport
+from papermail.db import session_scope
+from papermail.logfmt import log_event
+from papermail.models import (
+    BounceEvent,
+    BounceKind,
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    Subscriber,
+    utcnow,
+)
+from papermail.services import subscriptions
+from papermail.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HARD_WEIGHT = 1.0
+SOFT_WEIGHT = 0.5
+SUSPENDED_REASON = "not sent: the subscriber was suspended after bounces"
+
+
+class Action:
+    """What one report did (`BounceEvent.action`)."""
+
+    suspended = "suspended"  # hard bounce, or the soft score reached the limit
+    unsubscribed = "unsubscribed"  # a complaint
+    scored = "scored"  # a soft bounce counted toward the score
+    noted = "noted"  # stored only: already counted today, already suspended or unsubscribed
+    ignored = "ignored"  # names no known subscriber
+
+
+def _subscriber(session: Session, report: BounceReport) -> Subscriber | None:
+    """The verified VERP id first (forwarding can make the address that bounced another one),
+    else the address the report names."""
+    if report.subscriber_id is not None:
+        found = session.get(Subscriber, report.subscriber_id, with_for_update=True)
+        if found is not None:
+            return found
+    if not report.recipient:
+        return None
+    try:
+        email = subscriptions.normalize_email(report.recipient)
+    except subscriptions.InvalidInput:  # not an address anyone could have subscribed with
+        return None
+    return session.exec(
+        select(Subscriber).where(Subscriber.email == email).with_for_update()
+    ).first()
+
+
+def _cancel_pending(session: Session, subscriber_id: int, reason: str) -> None:
+    waiting = select(Digest.id).where(Digest.subscriber_id == subscriber_id)
+    session.exec(  # type: ignore[call-overload]
+        update(Delivery)
+        .where(col(Delivery.digest_id).in_(waiting), Delivery.status == DeliveryStatus.pending)
+        .values(status=DeliveryStatus.cancelled, last_error=reason, updated_at=utcnow())
+    )
+
+
+def _suspend(session: Session, subscriber: Subscriber, now: datetime) -> str:
+    if subscriber.suspended_at is not None or subscriber.unsubscribed_at is not None:
+        return Action.noted
+    subscriber.suspended_at = now
+    session.add(subscriber)
+    _cancel_pending(session, subscriber.id, SUSPENDED_REASON)  # type: ignore[arg-type]
+    return Action.suspended
+
+
+def _act(
+    session: Session, settings: Settings, subscriber: Subscriber, kind: BounceKind, now: datetime
+) -> str:
+    today = now.date()
+    if kind == BounceKind.complaint:
+        if subscriber.unsubscribed_at is not None:
+            return Action.noted
+        subscriptions.unsubscribe(session, subscriber, now=now)
+        return Action.unsubscribed
+    last = subscriber.last_bounce_on
+    if last is not None and (today - last).days > settings.bounce_stale_days:
+        subscriber.bounce_score = 0.0  # the earlier bounces are stale: start over
+    if kind == BounceKind.hard:
+        subscriber.bounce_score += HARD_WEIGHT
+        subscriber.last_bounce_on = today
+        session.add(subscriber)
+        return _suspend(session, subscriber, now)
+    if last == today:  # soft: counted at most once a day
+        session.add(subscriber)
+        return Action.noted
+    subscriber.bounce_score += SOFT_WEIGHT
+    subscriber.last_bounce_on = today
+    session.add(subscriber)
+    if subscriber.bounce_score >= settings.bounce_score_limit:
+        return _suspend(session, subscriber, now)
+    return Action.scored
+
+
+def _record_one(
+    engine: Engine, settings: Settings, report: BounceReport, now: datetime
+) -> BounceEvent | None:
+    """Store and act on one report in one transaction; None when it was stored before."""
+    with session_scope(engine) as session:
+        if session.exec(
+            select(BounceEvent.id).where(BounceEvent.fingerprint == report.fingerprint)
+        ).first():
+            return None
+        subscriber = _subscriber(session, report)
+        event = BounceEvent(
+            fingerprint=report.fingerprint,
+            source=report.source[:20],
+            kind=report.kind,
+            recipient=(report.recipient or (subscriber.email if subscriber else ""))[:320],
+            subscriber_id=subscriber.id if subscriber else None,
+            message_id=(report.message_id or None) and report.message_id[:250],
+            status_code=(report.status_code or None) and report.status_code[:20],
+            detail=report.detail,
+            action=Action.ignored,
+            received_at=now,
+        )
+        session.add(event)
+        session.flush()  # the unique fingerprint claims the report before anything is changed
+        if subscriber is not None:
+            event.action = _act(session, settings, subscriber, BounceKind(report.kind), now)
+            session.add(event)
+        return event
+
+
+def record_reports(
+    engine: Engine,
+    settings: Settings,
+    reports: Iterable[BounceReport],
+    *,
+    now: datetime | None = None,
+) -> list[BounceEvent]:
+    """Store each report once and act on it; returns the events stored by this call (a report
+    whose fingerprint is known already changes nothing and is not in the list)."""
+    now = now or utcnow()
+    stored: list[BounceEvent] = []
+    for report in reports:
+        try:
+            event = _record_one(engine, settings, report, now)
+        except IntegrityError:  # another process stored the same report a moment ago
+            event = None
+        if event is None:
+            log_event(log, "bounce.duplicate", fingerprint=report.fingerprint[:16])
+            continue
+        level = logging.INFO if event.action == Action.ignored else logging.WARNING
+        log_event(
+            log,
+            "bounce.recorded",
+            level,
+            kind=str(event.kind),
+            source=event.source,
+            subscriber_id=event.subscriber_id,
+            status=event.status_code,
+            action=event.action,
+        )
+        stored.append(event)
+    return stored
