@@ -292,6 +292,22 @@ class Settings(BaseSettings):
     task_events: bool = Field(
         False, description="Workers send task events for Flower (like `celery worker -E`)."
     )
+    dkim_selector: str = Field(
+        "",
+        description="DKIM selector: papermail signs every mail with DKIM_PRIVATE_KEY_FILE "
+        "(for relays that do not sign); empty turns signing off.",
+    )
+    dkim_private_key_file: Path | None = Field(
+        None,
+        description="PEM private key for DKIM (RSA of 2048+ bits or Ed25519); "
+        "`papermail dkim keygen` writes one and prints its DNS record.",
+    )
+    dkim_domain: str = Field("", description="DKIM d= domain; empty means the From domain.")
+    dns_resolver: str = Field(
+        "",
+        description="`host:port` of the DNS server `papermail doctor` asks; empty means the "
+        "system's resolvers.",
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
@@ -302,6 +318,19 @@ class Settings(BaseSettings):
                     f"SECRET_KEY {problem}: production needs a private random key, e.g. "
                     "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_unusable_dkim_key(self) -> Settings:
+        if bool(self.dkim_selector) != (self.dkim_private_key_file is not None):
+            raise ValueError("set both DKIM_SELECTOR and DKIM_PRIVATE_KEY_FILE, or neither")
+        if self.dkim_private_key_file is not None:
+            from papermail.dkim import DkimKeyError, read_key
+
+            try:
+                read_key(str(self.dkim_private_key_file))
+            except DkimKeyError as exc:
+                raise ValueError(f"DKIM_PRIVATE_KEY_FILE: {exc}") from None
         return self
 
     @property

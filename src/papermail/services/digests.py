@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, or_, select
 
-from papermail import ranking
+from papermail import dkim, ranking
 from papermail.authors import AuthorIndex
 from papermail.db import bulk_insert, session_scope
 from papermail.emails import (
@@ -592,13 +592,16 @@ def compose_mail(
         entries=entries,
         digest_id=digest.id,
     )
-    data = build_message(
-        rendered,
-        sender=settings.mail_from,
-        recipient=subscriber.email,
-        message_id=message_id,
-        unsubscribe_url=links.unsubscribe,
-        unsubscribe_mailto=settings.unsubscribe_mailto,
+    data = dkim.sign_message(
+        settings,
+        build_message(
+            rendered,
+            sender=settings.mail_from,
+            recipient=subscriber.email,
+            message_id=message_id,
+            unsubscribe_url=links.unsubscribe,
+            unsubscribe_mailto=settings.unsubscribe_mailto,
+        ),
     )
     return OutgoingMail(
         sender=settings.mail_from,

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from email.utils import parseaddr
 
-from papermail import emails
+from papermail import dkim, emails
 from papermail.errors import DeliveryError
 from papermail.mailer import OutgoingMail, make_mailer
 from papermail.settings import Settings
@@ -33,8 +33,11 @@ def _link(
 def _send(settings: Settings, email: str, rendered: emails.RenderedEmail) -> None:
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "papermail.localhost"
     message_id = emails.make_message_id(domain)
-    data = emails.build_message(
-        rendered, sender=settings.mail_from, recipient=email, message_id=message_id
+    data = dkim.sign_message(
+        settings,
+        emails.build_message(
+            rendered, sender=settings.mail_from, recipient=email, message_id=message_id
+        ),
     )
     mail = OutgoingMail(settings.mail_from, email, message_id, data, html=rendered.html)
     try:
