@@ -31,6 +31,7 @@ from email.message import Message
 from email.utils import getaddresses, parseaddr
 
 from papermail.models import BounceKind
+from papermail.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ MAC_CHARS = 16  # 80 bits of HMAC: forging one takes ~2**79 tries against the li
 _MAC_KEY_PREFIX = b"papermail.verp\x00"
 _TOKEN = re.compile(r"^(\d{1,12})(?:-(\d{1,12}))?-([a-z2-7]{16})$")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_QUOTED_ID = re.compile(r"^Message-ID:\s*<([^<>\s]+@[^<>\s]+)>", re.IGNORECASE | re.MULTILINE)
 _ANGLE = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 DETAIL_CHARS = 300
 NOT_COMPLAINTS = frozenset({"not-spam", "auth-failure"})  # RFC 6650/6591: not a reader's "spam"
@@ -81,6 +83,15 @@ def make_verp_token(secret: str, subscriber_id: int, digest_id: int | None = Non
 def verp_address(secret: str, domain: str, subscriber_id: int, digest_id: int | None = None) -> str:
     """The envelope sender of one digest: `bounces+<token>@domain`."""
     return f"{VERP_LOCAL}+{make_verp_token(secret, subscriber_id, digest_id)}@{domain.lower()}"
+
+
+def digest_sender(settings: Settings, subscriber_id: int, digest_id: int | None) -> str:
+    """A digest's envelope sender (Return-Path): the subscriber's VERP address when
+    BOUNCE_DOMAIN is set, else MAIL_FROM as before. Confirm and manage mails keep MAIL_FROM."""
+    if not settings.bounce_domain:
+        return settings.mail_from
+    secret = settings.secret_key.get_secret_value()
+    return verp_address(secret, settings.bounce_domain, subscriber_id, digest_id)
 
 
 def read_verp_token(secret: str, token: str) -> VerpToken | None:
@@ -300,8 +311,9 @@ def _heuristic_reports(message: Message, report_id: str) -> list[BounceReport]:
     except Exception:  # a detector tripped on this mail: it is not a bounce we can read
         log.debug("flufl.bounce failed on a report", exc_info=True)
         return []
-    original = _original_message_id(message)
     text = _text_of(message)
+    quoted = _QUOTED_ID.search(text)  # qmail and Exim quote the original below their text
+    original = _original_message_id(message) or (f"<{quoted.group(1)}>" if quoted else None)
     reports = []
     for kind, found in ((BounceKind.hard, permanent), (BounceKind.soft, temporary)):
         for raw in sorted(found):

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, or_, select
 
 from papermail import dkim, ranking
 from papermail.authors import AuthorIndex
+from papermail.bounces import digest_sender
 from papermail.db import bulk_insert, session_scope
 from papermail.emails import (
     DigestEntry,
@@ -604,7 +605,7 @@ def compose_mail(
         ),
     )
     return OutgoingMail(
-        sender=settings.mail_from,
+        sender=digest_sender(settings, subscriber.id, digest.id),  # type: ignore[arg-type]
         recipient=subscriber.email,
         message_id=message_id,
         data=data,
