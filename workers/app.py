@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready
 
+from papermail import metrics
 from papermail.settings import Settings, get_settings
 from workers import runtime
 from workers.broker import guard_collected_channels
@@ -77,3 +78,16 @@ app = celery_app
 @worker_process_init.connect
 def _fresh_connections(**_kwargs) -> None:
     runtime.reset_after_fork()
+
+
+@worker_init.connect
+def _fresh_metrics(**_kwargs) -> None:
+    """Before the pool forks: values an earlier run left in PROMETHEUS_MULTIPROC_DIR go."""
+    metrics.clear_multiprocess_dir(runtime.settings())
+
+
+@worker_ready.connect
+def _serve_metrics(**_kwargs) -> None:
+    """The worker's Prometheus endpoint on WORKER_METRICS_PORT (all its pool processes'
+    counters with PROMETHEUS_MULTIPROC_DIR, else the main process's only)."""
+    metrics.serve_worker_metrics(runtime.settings())

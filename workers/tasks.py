@@ -17,6 +17,7 @@ from papermail.errors import DeliveryError
 from papermail.models import parse_moment, utcnow
 from papermail.services import delivery, digests, schedule
 from papermail.services.ingest import ingest_sources
+from papermail.services.jobs import Stage, job_run
 from workers import runtime
 from workers.app import celery_app
 
@@ -104,11 +105,13 @@ def send_due(now: str | None = None) -> dict:
     """The dispatcher: queue scoring for whoever is due at `now` (default: the real time) and
     sends for stalled deliveries; safe to run any number of times."""
     moment = parse_moment(now) if now else utcnow()
-    plan = schedule.plan_dispatch(runtime.engine(), runtime.settings(), now=moment)
-    scoring = [
-        score_and_send.delay(day.isoformat(), ids, moment.isoformat()).id
-        for day, ids in plan.batches
-    ]
-    chunks = dispatch_sends(plan.recovered.digest_ids)
-    recovered = len(plan.recovered.digest_ids)
+    with job_run(runtime.engine(), Stage.dispatch) as run:
+        plan = schedule.plan_dispatch(runtime.engine(), runtime.settings(), now=moment)
+        scoring = [
+            score_and_send.delay(day.isoformat(), ids, moment.isoformat()).id
+            for day, ids in plan.batches
+        ]
+        chunks = dispatch_sends(plan.recovered.digest_ids)
+        recovered = len(plan.recovered.digest_ids)
+        run.count(due=plan.due, batches=len(scoring), recovered=recovered, chunks=chunks)
     return {"due": plan.due, "scoring": scoring, "recovered": recovered, "chunks": chunks}

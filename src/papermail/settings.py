@@ -292,6 +292,61 @@ class Settings(BaseSettings):
     task_events: bool = Field(
         False, description="Workers send task events for Flower (like `celery worker -E`)."
     )
+    # Relay webhooks for bounces and complaints, and metrics (issue 14).
+    webhook_max_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest webhook body accepted, in bytes (413 above)."
+    )
+    ses_topic_arns: list[str] = Field(
+        default_factory=list,
+        description="SNS topics whose SES notifications /webhooks/ses accepts (JSON list); "
+        "empty turns the SES webhook off (any AWS account can sign for its own topic).",
+    )
+    ses_cert_host_pattern: str = Field(
+        r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$",
+        description="Hosts SNS signing certificates (SigningCertURL) and SubscribeURLs may come "
+        "from; always over HTTPS.",
+    )
+    sendgrid_webhook_public_key: str = Field(
+        "",
+        description="The Event Webhook's verification key (base64 DER, as SendGrid shows it); "
+        "empty turns /webhooks/sendgrid off.",
+    )
+    postmark_webhook_user: str = Field(
+        "", description="Basic-auth user in Postmark's webhook URL; empty turns it off."
+    )
+    postmark_webhook_password: SecretStr = Field(
+        SecretStr(""), description="Basic-auth password in Postmark's webhook URL."
+    )
+    metrics_token: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer token GET /metrics requires (and the worker's endpoint does not); "
+        "empty leaves /metrics open: keep it off the public internet then.",
+    )
+    worker_metrics_port: int = Field(
+        0, ge=0, description="Port a Celery worker serves Prometheus metrics on; 0: none."
+    )
+    prometheus_multiproc_dir: str = Field(
+        "",
+        description="prometheus_client's multiprocess directory (prefork workers, several web "
+        "processes); prometheus_client reads it from the process environment itself.",
+    )
+    dkim_selector: str = Field(
+        "",
+        description="DKIM selector: papermail signs every mail with DKIM_PRIVATE_KEY_FILE "
+        "(for relays that do not sign); empty turns signing off.",
+    )
+    dkim_private_key_file: Path | None = Field(
+        None,
+        description="PEM private key for DKIM (RSA of 2048+ bits or Ed25519); "
+        "`papermail dkim keygen` writes one and prints its DNS record.",
+    )
+    dkim_domain: str = Field("", description="DKIM d= domain; empty means the From domain.")
+    dns_resolver: str = Field(
+        "",
+        description="`host:port` of the DNS server `papermail doctor` asks; empty means the "
+        "system's resolvers.",
+    )
+
     dkim_selector: str = Field(
         "",
         description="DKIM selector: papermail signs every mail with DKIM_PRIVATE_KEY_FILE "

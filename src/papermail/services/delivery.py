@@ -46,6 +46,7 @@ from sqlalchemy import and_, case, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, or_, select
 
+from papermail import metrics
 from papermail.db import session_scope
 from papermail.emails import DigestEntry
 from papermail.errors import DeliveryError
@@ -53,6 +54,7 @@ from papermail.logfmt import log_event
 from papermail.mailer import MailConnection, Mailer, OutgoingMail, RecipientRefused, make_mailer
 from papermail.models import Delivery, DeliveryStatus, Digest, Subscriber, utcnow
 from papermail.services.digests import compose_mail, load_entries_many
+from papermail.services.jobs import Run, Stage, job_run
 from papermail.settings import Settings
 from papermail.throttle import RateLimiter, smtp_limiter
 
@@ -364,6 +366,7 @@ class _ChunkSender:
             report.suspended += 1
         if outcome.status == Status.bounced:
             report.bounced += 1
+            metrics.DIGESTS_BOUNCED.labels(metrics.smtp_reason(outcome.reason)).inc()
         elif outcome.status == Status.failed:
             report.failed += 1
         else:  # pending: a temporary failure ends this connection's chunk
@@ -374,8 +377,10 @@ class _ChunkSender:
 
     def _send(self, claim: _Claim, mail: OutgoingMail, connection: MailConnection) -> _Outcome:
         """Send one claimed digest; a refusal is recorded at once, a success with the batch."""
+        started = time.perf_counter()
         try:
             connection.send(mail)
+            metrics.SEND_SECONDS.observe(time.perf_counter() - started)
         except DeliveryError as exc:
             reason = str(exc)
             if not exc.permanent:
@@ -408,14 +413,35 @@ def send_digests(
     in `retry_ids` for the caller to retry after a backoff.
     """
     report = SendReport()
-    claims = _claim(engine, list(dict.fromkeys(digest_ids)), report)
-    if not claims:
-        return report
-    mailer = mailer or make_mailer(settings)
-    limiter = limiter or smtp_limiter(settings)
-    with mailer.connection() as connection:
-        _ChunkSender(engine, settings, claims, report).run(connection, limiter)
+    with job_run(engine, Stage.send) as run:
+        try:
+            claims = _claim(engine, list(dict.fromkeys(digest_ids)), report)
+            if claims:
+                mailer = mailer or make_mailer(settings)
+                limiter = limiter or smtp_limiter(settings)
+                with mailer.connection() as connection:
+                    _ChunkSender(engine, settings, claims, report).run(connection, limiter)
+        finally:
+            _account(run, report)
     return report
+
+
+def _account(run: Run, report: SendReport) -> None:
+    """A chunk's totals into its job run and the metrics: one call each, not one per digest."""
+    run.count(
+        sent=report.sent,
+        retry=report.retry,
+        failed=report.failed,
+        bounced=report.bounced,
+        cancelled=report.cancelled,
+        skipped=report.skipped,
+        suspended=report.suspended,
+    )
+    if (report.retry_ids or report.failed) and report.errors:
+        run.fail(report.errors[-1])
+    metrics.DIGESTS_SENT.inc(report.sent)
+    metrics.DIGESTS_FAILED.inc(report.failed)
+    metrics.DIGESTS_RETRIED.inc(report.retry)
 
 
 @dataclass

@@ -8,6 +8,7 @@ message. Sending (the Delivery state machine) lives in `papermail.services.deliv
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -22,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, or_, select
 
-from papermail import dkim, ranking
+from papermail import dkim, metrics, ranking
 from papermail.authors import AuthorIndex
 from papermail.bounces import digest_sender
 from papermail.db import bulk_insert, session_scope
@@ -49,6 +50,7 @@ from papermail.models import (
 )
 from papermail.services import feedback as feedback_service
 from papermail.services import interests, sections
+from papermail.services.jobs import Stage, job_run
 from papermail.settings import Settings
 from papermail.sources.records import normalize_arxiv_id
 from papermail.tokens import Purpose, make_token
@@ -360,7 +362,30 @@ def score_day(
     Without ids (`run-daily`), issue dates follow each subscriber's own local date: one whose
     local date at `now` is still before `issue_date` (Los Angeles while UTC is already on the next
     day) gets the issue of their own day, never an early one dated `issue_date` that would leave
-    their real day empty. `report.issue_dates` lists the dates scored."""
+    their real day empty. `report.issue_dates` lists the dates scored. Each call is one
+    `score` job run."""
+    with job_run(engine, Stage.score) as run:
+        report = _score_day(
+            engine, settings, issue_date=issue_date, subscriber_ids=subscriber_ids, now=now
+        )
+        run.count(
+            issue_date=issue_date.isoformat(),
+            to_send=len(report.to_send),
+            empty=report.empty,
+            already=report.already,
+            papers_scanned=report.papers_scanned,
+        )
+    return report
+
+
+def _score_day(
+    engine: Engine,
+    settings: Settings,
+    *,
+    issue_date: date,
+    subscriber_ids: Sequence[int] | None,
+    now: datetime | None,
+) -> ScoreReport:
     now = now or utcnow()
     if subscriber_ids is not None:
         return _score_date(
@@ -412,6 +437,7 @@ def _score_date(
 ) -> ScoreReport:
     """Rank and store the digests of these subscribers for `issue_date`, in one transaction."""
     report = ScoreReport(issue_date=issue_date, issue_dates=[issue_date])
+    started = time.perf_counter()
     with session_scope(engine) as session:
         subscribers = active_subscribers(
             session, issue_date=issue_date, subscriber_ids=subscriber_ids
@@ -427,6 +453,8 @@ def _score_date(
                 report.to_send.append(digest_id)
             else:
                 report.empty += 1
+    metrics.SCORING_SECONDS.observe(time.perf_counter() - started)
+    metrics.SUBSCRIBERS_SCORED.inc(len(plans))
     log_event(
         log,
         "digests.stored",

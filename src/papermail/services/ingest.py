@@ -16,9 +16,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
+from papermail import metrics
 from papermail.db import session_scope
 from papermail.errors import PapermailError
 from papermail.models import Paper, utcnow
+from papermail.services.jobs import Run, Stage, job_run
 from papermail.settings import Settings
 from papermail.sources import PaperRecord, ParseResult
 from papermail.sources.arxiv import fetch_arxiv
@@ -276,22 +278,43 @@ def ingest_sources(
     started = now or utcnow()
     reports: list[IngestReport] = []
     for spec in specs:
-        try:
-            result = fetch_feed(spec, settings, day or utcnow().date())
-        except PapermailError as exc:
-            log.error("ingest of %s failed: %s", spec, exc)
-            reports.append(IngestReport(source=spec, error=str(exc)))
-            continue
-        if result is None:
-            folder = Path(spec).is_dir()
-            reports.extend(ingest_paths(engine, expand_paths([Path(spec)]), now=now, strict=folder))
-        else:
-            reports.append(ingest_result(engine, spec, result, now=now))
+        with job_run(engine, Stage.ingest, source=spec[:200]) as run:
+            found = _ingest_spec(engine, settings, spec, day=day or utcnow().date(), now=now)
+            _account(run, spec, found)
+        reports.extend(found)
     if settings.semantic:
         from papermail.services.embeddings import embed_after_ingest
 
         embed_after_ingest(engine, settings, since=started)
     return reports
+
+
+def _ingest_spec(
+    engine: Engine, settings: Settings, spec: str, *, day: date, now: datetime | None
+) -> list[IngestReport]:
+    try:
+        result = fetch_feed(spec, settings, day)
+    except PapermailError as exc:
+        log.error("ingest of %s failed: %s", spec, exc)
+        return [IngestReport(source=spec, error=str(exc))]
+    if result is None:
+        folder = Path(spec).is_dir()
+        return ingest_paths(engine, expand_paths([Path(spec)]), now=now, strict=folder)
+    return [ingest_result(engine, spec, result, now=now)]
+
+
+def _account(run: Run, spec: str, reports: Sequence[IngestReport]) -> None:
+    """One source's totals into its job run and the metrics (a folder's files add up)."""
+    counts = {
+        name: sum(getattr(report, name) for report in reports)
+        for name in ("parsed", "inserted", "updated", "unchanged", "revised")
+    }
+    counts["skipped"] = sum(len(report.skipped) for report in reports)
+    run.count(**counts)
+    errors = [f"{report.source}: {report.error}" for report in reports if report.error]
+    if errors:
+        run.fail("; ".join(errors))
+    metrics.count_ingest(spec, counts, failed=bool(errors))
 
 
 def remove_papers(session: Session, ids: Sequence[str]) -> list[str]:
