@@ -179,4 +179,6 @@ def resume_after_bounces(session: Session, subscriber: Subscriber) -> None:
     """The reader says the address works again: digests resume, the bounce count restarts."""
     subscriber.suspended_at = None
     subscriber.hard_bounces = 0
+    subscriber.bounce_score = 0.0  # the reports that arrived later (services.bounces) too
+    subscriber.last_bounce_on = None
     session.add(subscriber)
