@@ -28,7 +28,9 @@ from papermail.web.routes import (
     saved,
     subscribe,
     unsubscribe,
+    webhooks,
 )
+from papermail.web.routes import metrics as metrics_route
 from papermail.web.security import SecurityHeaders
 
 
@@ -93,7 +95,17 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.web = web
     app.add_middleware(SecurityHeaders, settings=settings)
     app.mount("/static", VersionedStatic(directory=static_dir), name="static")
-    for module in (subscribe, manage, interests, unsubscribe, reading, saved, feedback):
+    for module in (
+        subscribe,
+        manage,
+        interests,
+        unsubscribe,
+        reading,
+        saved,
+        feedback,
+        webhooks,
+        metrics_route,
+    ):
         app.include_router(module.router)
     app.add_api_route("/healthz", _health(web), methods=["GET"], include_in_schema=False)
     return app
