@@ -719,6 +719,7 @@ def eval_command(
 
 
 cli_interests.register(app)  # interests add|list|remove, export, import (issue 13)
+app.add_typer(importlib.import_module("papermail.cli_bounces").bounces_app, name="bounces")
 
 
 def _click_classes(name: str) -> tuple[type[BaseException], ...]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import update
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from papermail.bounces import BounceReport
+from papermail.bounces import BounceReport, parse_report
 from papermail.db import session_scope
 from papermail.logfmt import log_event
 from papermail.models import (
@@ -181,3 +182,48 @@ def record_reports(
         )
         stored.append(event)
     return stored
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What one incoming mail came to: the reports found in it and the events stored."""
+
+    reports: list[BounceReport]
+    events: list[BounceEvent]
+
+    @property
+    def summary(self) -> str:
+        """One line for the MTA log or the operator."""
+        if not self.reports:
+            return "not a bounce or complaint report: ignored"
+        parts = []
+        for event in self.events:
+            who = event.recipient or f"subscriber {event.subscriber_id}"
+            code = f" {event.status_code}" if event.status_code else ""
+            parts.append(f"{event.kind}{code} {who}: {event.action}")
+        duplicates = len(self.reports) - len(self.events)
+        if duplicates:
+            parts.append(f"{duplicates} already recorded")
+        return "; ".join(parts)
+
+
+def process_message(
+    engine: Engine,
+    settings: Settings,
+    data: bytes,
+    *,
+    envelope_recipients: Iterable[str] = (),
+    now: datetime | None = None,
+) -> Intake:
+    """Parse one incoming mail and record what it reports (the MTA pipe, the SMTP/LMTP
+    endpoint and the IMAP poller all come here). Database errors propagate: the caller asks
+    the sender to try again later."""
+    reports = parse_report(
+        data,
+        secret=settings.secret_key.get_secret_value(),
+        bounce_domain=settings.bounce_domain,
+        envelope_recipients=envelope_recipients,
+    )
+    if not reports:
+        log_event(log, "bounce.not_a_report", size=len(data))
+    return Intake(reports, record_reports(engine, settings, reports, now=now))
