@@ -364,6 +364,22 @@ class Settings(BaseSettings):
         "system's resolvers.",
     )
 
+    # The operator console at /admin (issue 14).
+    admin_session_hours: float = Field(
+        12.0, gt=0, description="Hours an operator stays logged in to /admin."
+    )
+    admin_max_failed_logins: int = Field(
+        5, ge=1, description="Failed logins (password or TOTP) after which an account locks."
+    )
+    admin_lockout_minutes: float = Field(
+        15.0, gt=0, description="Minutes a locked operator account stays locked."
+    )
+    admin_login_limit_per_ip: int = Field(
+        30,
+        ge=1,
+        description="Login attempts one client IP may make per RATE_LIMIT_WINDOW_MINUTES.",
+    )
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
         if self.environment == "production":

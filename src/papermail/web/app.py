@@ -17,6 +17,7 @@ from papermail.db import make_engine
 from papermail.emails import create_environment
 from papermail.migrate import current_revision, head_revision
 from papermail.settings import Settings
+from papermail.web import admin
 from papermail.web.context import Web
 from papermail.web.pages import HANDLERS
 from papermail.web.preview import PreviewCache
@@ -107,6 +108,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         metrics_route,
     ):
         app.include_router(module.router)
+    admin.install(app)  # the operator console at /admin (issue 14)
     app.add_api_route("/healthz", _health(web), methods=["GET"], include_in_schema=False)
     return app
 
