@@ -240,6 +240,11 @@ def requests_counted(relay: str, outcome: str) -> float:
     return REGISTRY.get_sample_value("papermail_webhook_requests_total", labels) or 0.0
 
 
+def events_counted(source: str, kind: str) -> float:
+    labels = {"source": source, "kind": kind}
+    return REGISTRY.get_sample_value("papermail_bounce_events_total", labels) or 0.0
+
+
 FRESH = State(False, False, 0.0)
 
 # --- SES through SNS --------------------------------------------------------------------------
@@ -342,6 +347,7 @@ def test_ses_bounces_and_complaints_act_once(client, engine_for, readers, pki, c
         "2",
     )
     accepted = requests_counted("ses", "accepted")
+    hard_events = events_counted("ses", "hard")
     fetched = len(cert_server.requests)
     for message in (hard, soft, complaint):
         response = post_sns(client, message)
@@ -365,6 +371,8 @@ def test_ses_bounces_and_complaints_act_once(client, engine_for, readers, pki, c
         assert first is not None
         assert (first.message_id, first.status_code) == ("<digest-1@papermail.test>", "5.1.1")
     assert requests_counted("ses", "accepted") == accepted + 3
+    assert requests_counted("ses", "duplicate") >= 1
+    assert events_counted("ses", "hard") == hard_events + 2  # the duplicate is not counted
     # The certificate was fetched once by this app, and kept.
     assert cert_server.requests[fetched:] == ["/SimpleNotificationService-test.pem"]
 

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from papermail import metrics
 from papermail.bounces import BounceReport, parse_report
 from papermail.db import session_scope
 from papermail.logfmt import log_event
@@ -181,6 +182,7 @@ def record_reports(
             action=event.action,
         )
         stored.append(event)
+    metrics.count_bounce_events(stored)  # every way in: mail, SMTP/LMTP, IMAP, webhooks
     return stored
 
 

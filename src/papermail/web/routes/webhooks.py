@@ -200,7 +200,6 @@ def _store(web: Web, relay: str, reports: Sequence[BounceReport]) -> int:
     if not reports:
         return 0
     events = record_reports(web.engine, web.settings, reports)
-    metrics.count_bounce_events(events)
     for event in events:
         log_event(
             log,
