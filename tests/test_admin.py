@@ -14,7 +14,7 @@ import pyotp
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from papermail.db import session_scope
 from papermail.models import (
@@ -401,9 +401,12 @@ def seed_console(engine, now: datetime) -> dict[str, int]:
                 stage="ingest", source="hf", started_at=yesterday, finished_at=yesterday, ok=True
             )
         )
-        for i, (kind, source, who) in enumerate(
-            ((BounceKind.hard, "dsn", cy), (BounceKind.complaint, "arf", ada), (BounceKind.soft, "ses", None))
-        ):  # fmt: skip
+        reports = (
+            (BounceKind.hard, "dsn", cy),
+            (BounceKind.complaint, "arf", ada),
+            (BounceKind.soft, "ses", None),
+        )
+        for i, (kind, source, who) in enumerate(reports):
             session.add(
                 BounceEvent(
                     fingerprint=f"{i:064d}", source=source, kind=kind,
@@ -433,6 +436,7 @@ def test_every_page_renders_with_data(settings, engine):
     assert board.count('<svg viewBox="0 0 600 180" role="img"') == 4
     assert '<title id="chart-sent-title">Digests sent</title>' in board
     assert "Digests sent, " in board and "2 in all" in board  # the chart's description
+    assert "<strong>New subscribers</strong>: 3 in 30 days" in board
     assert (
         f'<th scope="row">{(now - timedelta(days=1)).date().isoformat()}</th><td>1</td><td>1</td>'
         in board

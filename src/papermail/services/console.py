@@ -211,7 +211,7 @@ class DayCounts:
     day: date
     sent: int
     failed: int  # failed and bounced
-    joined: int  # subscriptions confirmed
+    joined: int  # subscriptions confirmed (or added confirmed)
     left: int  # unsubscribes
 
 
@@ -232,10 +232,12 @@ def _sent_by_issue(session: Session, first: date, last: date) -> dict[tuple[date
 
 def history(session: Session, end: date, days: int = HISTORY_DAYS) -> list[DayCounts]:
     """Per day up to `end`: digests sent and failed or bounced (by issue date), subscriptions
-    confirmed and unsubscribes (deleted subscribers are no longer counted)."""
+    confirmed (subscribers added confirmed, by the CLI: the day they were added) and
+    unsubscribes. Deleted subscribers are no longer counted."""
     span, since = _window(end, days)
     mail = _sent_by_issue(session, span[0], end)
-    joined = _per_day(session, col(Subscriber.confirmed_at), since)
+    confirmed = func.coalesce(col(Subscriber.confirmed_at), col(Subscriber.created_at))
+    joined = _per_day(session, confirmed, since, col(Subscriber.confirmed).is_(True))
     left = _per_day(session, col(Subscriber.unsubscribed_at), since)
     return [
         DayCounts(
