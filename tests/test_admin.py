@@ -14,7 +14,7 @@ import pyotp
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from papermail.db import session_scope
 from papermail.models import (
@@ -222,14 +222,22 @@ def test_totp_is_required_and_checked(settings, engine):
     refused = client.post("/admin/login/code", data={"csrf": csrf, "code": wrong})
     assert refused.status_code == 401 and "code is not right" in refused.text
     assert row(engine, Operator, ops.id).failed_logins == 1
+    used = totp.now()
     done = client.post(
         "/admin/login/code",
-        data={"csrf": csrf, "code": totp.now(), "next": "/admin"},
+        data={"csrf": csrf, "code": used, "next": "/admin"},
         follow_redirects=False,
     )
     assert done.status_code == 303 and done.headers["location"] == "/admin"
     assert client.get("/admin").status_code == 200
     assert row(engine, Operator, ops.id).failed_logins == 0
+    # A code works once: replayed (after logging out and in again), it is refused.
+    assert post(client, "/admin/logout", "/admin").status_code == 303
+    assert login(client, "ops").status_code == 303
+    csrf = csrf_of(client.get("/admin/login/code").text)
+    replayed = client.post("/admin/login/code", data={"csrf": csrf, "code": used})
+    assert replayed.status_code == 401
+    assert client.get("/admin", follow_redirects=False).status_code == 303
 
 
 def test_session_cookie_is_signed_and_expires():
@@ -512,3 +520,60 @@ def test_login_never_redirects_off_the_console(settings, engine, target):
     data = {"username": "ops", "password": PASSWORD, "csrf": csrf_of(form.text), "next": target}
     done = client.post("/admin/login", data=data, follow_redirects=False)
     assert done.headers["location"] == "/admin"
+
+
+def test_login_attempts_limited_per_client_ip(tmp_path, database_url):
+    settings = make_settings(tmp_path, database_url=database_url, admin_login_limit_per_ip=2)
+    from papermail.db import create_tables, make_engine
+
+    engine = make_engine(settings)
+    create_tables(engine)
+    try:
+        add_operator(engine, "ops")
+        client = client_for(settings, engine)
+        assert login(client, "ops", "wrong").status_code == 401
+        assert login(client, "ghost", "wrong").status_code == 401
+        refused = login(client, "ops")  # even the right password, from this address
+        assert refused.status_code == 429 and "Too many login attempts" in refused.text
+        assert "pm_admin" not in client.cookies
+        assert row(engine, Operator, 1).failed_logins == 1  # the refused try was not checked
+    finally:
+        engine.dispose()
+
+
+def test_states_filter_like_the_badges_and_pages(engine):
+    from papermail.services import roster
+
+    now = datetime.now(UTC)
+    made = {}
+    for i in range(7):
+        made[i] = add_confirmed(engine, f"user{i}@example.org", "attention")
+    with session_scope(engine) as session:
+        for i, change in (
+            (1, {"confirmed": False}),
+            (2, {"frequency": "paused"}),
+            (3, {"suspended_at": now}),
+            (4, {"unsubscribed_at": now, "suspended_at": now}),
+            (5, {"snoozed_until": now.date() + timedelta(days=7)}),  # snoozed is still active
+        ):
+            stored = session.get(Subscriber, made[i].id)
+            for name, value in change.items():
+                setattr(stored, name, value)
+            session.add(stored)
+    with Session(engine) as session:
+        everyone = session.exec(select(Subscriber)).all()
+        by_state = {s.email: roster.state_of(s) for s in everyone}
+        for state in roster.State:
+            found = roster.search(session, state=state, per_page=100)
+            assert {r.subscriber.email for r in found.items} == {
+                e for e, s in by_state.items() if s == state
+            }, state
+        assert by_state["user5@example.org"] == roster.State.active
+        counts = roster.state_counts(session)
+        assert counts[roster.State.active] == 3 and sum(counts.values()) == 7
+        pages = [roster.search(session, query="USER", number=n, per_page=3) for n in (1, 2, 3, 9)]
+        assert [len(p.items) for p in pages] == [3, 3, 1, 1]  # page 9 is clamped to the last
+        assert pages[3].number == 3 and pages[0].pages == 3 and pages[1].first_item == 4
+        seen = [r.subscriber.email for p in pages[:3] for r in p.items]
+        assert sorted(seen) == sorted(by_state)
+        assert roster.search(session, query="%").total == 0  # LIKE wildcards are literal

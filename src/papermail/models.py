@@ -400,6 +400,9 @@ class Operator(SQLModel, table=True):
     password_hash: str = Field(max_length=200)
     role: OperatorRole = Field(default=OperatorRole.viewer, sa_type=String(10))
     totp_secret: str | None = Field(default=None, max_length=64)
+    totp_last_step: int | None = Field(
+        default=None, description="The 30 s step of the last code accepted: never accepted twice"
+    )
     failed_logins: int = 0
     locked_until: datetime | None = None
     last_login_at: datetime | None = None

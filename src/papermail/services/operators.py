@@ -9,6 +9,7 @@ one, so the login form does not tell which accounts exist.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -77,12 +78,18 @@ def totp_uri(operator: Operator) -> str:
     )
 
 
-def totp_ok(secret: str, code: str, *, now: datetime) -> bool:
-    """A six-digit code of this 30 s step or the one before or after (clock drift)."""
+def totp_step(secret: str, code: str, *, now: datetime) -> int | None:
+    """The 30 s step whose six-digit code `code` is: this step, or the one before or after
+    (clock drift); None for a wrong code."""
     code = code.strip().replace(" ", "")
     if not (code.isdigit() and len(code) == 6):
-        return False
-    return pyotp.TOTP(secret).verify(code, for_time=now, valid_window=1)
+        return None
+    totp = pyotp.TOTP(secret)
+    current = totp.timecode(now)
+    for step in (current - 1, current, current + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
 
 
 def get_operator(session: Session, username: str) -> Operator | None:
@@ -214,12 +221,15 @@ def authenticate(
 def second_factor(
     session: Session, operator: Operator, *, code: str, lockout: Lockout, now: datetime
 ) -> Attempt:
-    """The TOTP step: a wrong code counts toward the same lockout as a wrong password."""
+    """The TOTP step: a wrong or already used code counts toward the same lockout as a wrong
+    password."""
     if _locked(operator, now):
         return Attempt(Outcome.locked, operator, operator.locked_until)
     assert operator.totp_secret
-    if not totp_ok(operator.totp_secret, code, now=now):
+    step = totp_step(operator.totp_secret, code, now=now)
+    if step is None or step <= (operator.totp_last_step or -1):  # a code works once (RFC 6238)
         return _failed(session, operator, lockout, now)
+    operator.totp_last_step = step
     operator.failed_logins = 0
     operator.last_login_at = now
     session.add(operator)
