@@ -34,7 +34,7 @@ from papermail.db import make_engine
 from papermail.errors import PapermailError
 from papermail.models import BounceEvent
 from tests.bounces_support import cli_env, papermail, sample_bytes, subscribe, subscriber
-from tests.conftest import free_port
+from tests.conftest import free_port, make_settings
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 USER, PASSWORD = "bounces", "imap-test-password"
@@ -314,3 +314,26 @@ def _imap_env(imap: Imap) -> dict[str, str]:
         "BOUNCE_IMAP_PASSWORD": PASSWORD,
         "BOUNCE_IMAP_CA_FILE": str(imap.ca_file),
     }
+
+
+def test_beat_polls_the_bounce_mailbox_only_when_one_is_configured(engine, settings, dovecot):
+    from workers import tasks
+    from workers.app import celery_app, configure
+    from workers.schedule import build_schedule
+
+    assert "poll-bounces" not in build_schedule(settings)
+    config = imap_settings(settings, dovecot, bounce_poll_minutes=5)
+    entry = build_schedule(config)["poll-bounces"]
+    assert (entry["task"], entry["schedule"]) == ("workers.tasks.poll_bounces", 300.0)
+    assert "poll-bounces" not in build_schedule(
+        config.model_copy(update={"bounce_poll_minutes": 0})
+    )
+
+    subscribe(engine, "full.box@example.net")
+    dovecot.append("soft_4.2.2_mailbox_full.eml", "spam.eml")
+    configure(celery_app, config)  # the task runs in this process, on this test's database
+    try:
+        result = tasks.poll_bounces.apply().get()
+    finally:
+        configure(celery_app, make_settings(settings.var_dir.parent))
+    assert result == {"read": 2, "reports": 1, "left": 1}

@@ -4,6 +4,8 @@
   nothing itself: the dispatcher mails each subscriber at their own local hour.
 - `send-due` (every DISPATCH_EVERY_MINUTES): score and queue the digests whose local send time
   has come, and queue again deliveries that stalled (a worker died, Redis lost its tasks).
+- `poll-bounces` (every BOUNCE_POLL_MINUTES, only with BOUNCE_IMAP_HOST): record the bounce
+  and complaint reports that arrived in the bounce mailbox.
 """
 
 from __future__ import annotations
@@ -47,5 +49,12 @@ def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "workers.tasks.send_due",
             "schedule": every,
             "options": {"expires": every},  # a tick still queued when the next is due is moot
+        }
+    if settings.bounce_imap_host and settings.bounce_poll_minutes > 0:
+        every = settings.bounce_poll_minutes * 60
+        schedule["poll-bounces"] = {
+            "task": "workers.tasks.poll_bounces",
+            "schedule": every,
+            "options": {"expires": every},
         }
     return schedule

@@ -115,3 +115,12 @@ def send_due(now: str | None = None) -> dict:
         recovered = len(plan.recovered.digest_ids)
         run.count(due=plan.due, batches=len(scoring), recovered=recovered, chunks=chunks)
     return {"due": plan.due, "scoring": scoring, "recovered": recovered, "chunks": chunks}
+
+
+@celery_app.task(name="workers.tasks.poll_bounces")
+def poll_bounces() -> dict:
+    """Beat's bounce-mailbox poll (BOUNCE_IMAP_HOST): record the reports that came in."""
+    from papermail.bounce_poll import poll_mailbox
+
+    report = poll_mailbox(runtime.engine(), runtime.settings())
+    return {"read": report.read, "reports": report.reports, "left": report.left}
