@@ -2,12 +2,16 @@
 (function () {
   "use strict";
 
-  // Sign-up: send the browser's time zone, so digests come in the subscriber's morning.
-  document.querySelectorAll("input[data-auto-timezone]").forEach(function (input) {
+  // Sign-up: pre-select the browser's time zone, so digests come in the subscriber's morning
+  // (only on a fresh form: a zone the reader chose is kept).
+  document.querySelectorAll("[data-auto-timezone]").forEach(function (field) {
     try {
       var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-      if (zone) input.value = zone;
-    } catch (e) { /* keep UTC */ }
+      var known = !field.options || Array.prototype.some.call(field.options, function (o) {
+        return o.value === zone;
+      });
+      if (zone && known) field.value = zone;
+    } catch (e) { /* keep the server's default */ }
   });
 
   // The weekday only matters for weekly digests.

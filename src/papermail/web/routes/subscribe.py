@@ -15,7 +15,7 @@ from papermail.services.welcome import send_welcome_digest
 from papermail.tokens import Purpose
 from papermail.web import mails
 from papermail.web.context import Web, WebDep
-from papermail.web.forms import known_zones, split_phrases
+from papermail.web.forms import known_zones, split_phrases, zone_groups
 from papermail.web.links import open_link, path_for
 from papermail.web.pages import render
 from papermail.web.routes.common import (
@@ -36,6 +36,7 @@ TOO_MANY = (
     "Check your inbox (and spam folder) for the mails already sent, or try again later."
 )
 FORM_EXPIRED = "This form expired or was not sent from papermail: please send it again."
+DEFAULT_ZONE = "UTC"  # without the browser's guess (no script), until the reader picks theirs
 
 
 def _subscribe_page(
@@ -45,8 +46,17 @@ def _subscribe_page(
     errors: dict[str, str],
     *,
     status: int = 200,
+    guess_timezone: bool = False,
 ) -> Response:
-    context = {"values": values, "errors": errors, "csrf": form.token()}
+    """The sign-up form with `values` as typed. `guess_timezone`: a fresh form, whose time zone
+    the page's script may set to the browser's (without script it stays UTC, visibly)."""
+    context = {
+        "values": values,
+        "errors": errors,
+        "csrf": form.token(),
+        "zones": zone_groups(),
+        "guess_timezone": guess_timezone,
+    }
     keywords: tuple[str, ...] = ()
     excluded: tuple[str, ...] = ()
     if not errors:
@@ -67,8 +77,14 @@ def _subscribe_page(
 
 @router.get("/")
 def subscribe_form(request: Request, web: WebDep) -> Response:
-    values = {"email": "", "keywords": "", "excluded": "", "frequency": "daily"}
-    return _subscribe_page(web, PublicForm(web, request), values, {})
+    values = {
+        "email": "",
+        "keywords": "",
+        "excluded": "",
+        "frequency": "daily",
+        "timezone": DEFAULT_ZONE,
+    }
+    return _subscribe_page(web, PublicForm(web, request), values, {}, guess_timezone=True)
 
 
 @router.post("/subscribe/preview")
@@ -104,12 +120,21 @@ def subscribe(
     The "Preview" button (action=preview) only shows the page again with the preview."""
     form = PublicForm(web, request)
     frequency = frequency if frequency in (Frequency.daily, Frequency.weekly) else "daily"
-    values = {"email": email, "keywords": keywords, "excluded": excluded, "frequency": frequency}
+    timezone = timezone.strip() or DEFAULT_ZONE  # a form from before the time zone field
+    values = {
+        "email": email,
+        "keywords": keywords,
+        "excluded": excluded,
+        "frequency": frequency,
+        "timezone": timezone,
+    }
     if not form.valid(csrf):
         return _subscribe_page(web, form, values, {"form": FORM_EXPIRED}, status=403)
     if action == "preview":
         return _subscribe_page(web, form, values, {})
-    timezone = timezone if timezone in known_zones() else "UTC"
+    if timezone not in known_zones():
+        error = f"unknown time zone {timezone!r}: choose yours from the list"
+        return _subscribe_page(web, form, values, {"timezone": error}, status=400)
     prefs = Preferences(
         keywords=split_phrases(keywords),
         excluded=split_phrases(excluded),
