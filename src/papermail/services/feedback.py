@@ -34,6 +34,7 @@ from papermail.services.subscriptions import (
     clean_phrases,
     first_topic,
     preferences_of,
+    topics_of,
 )
 from papermail.settings import Settings
 
@@ -117,15 +118,16 @@ def rating_counts(session: Session, *, subscriber_id: int) -> dict[int, int]:
 def mute_term(
     session: Session, *, subscriber_id: int, term: str, topic_id: int | None = None
 ) -> Interest:
-    """Exclude `term` from one interest's papers (a negative keyword; default: the first
-    interest). A positive keyword with the same words is dropped: nobody wants and excludes the
-    same thing."""
+    """Exclude `term` from one interest's papers (a negative keyword; default, or when the
+    interest is gone or not theirs: the first interest). A positive keyword with the same
+    words is dropped: nobody wants and excludes the same thing."""
     phrases = clean_phrases([term], field="term")
     if len(phrases) != 1:
         raise InvalidInput("give one term to mute", field="term")
     phrase = phrases[0]
     first = first_topic(session, subscriber_id)
-    topic_id = topic_id or first.id
+    topic = session.get(Topic, topic_id) if topic_id else None
+    topic_id = topic.id if topic and topic.subscriber_id == subscriber_id else first.id
     mine = [topic_id, None] if topic_id == first.id else [topic_id]
     interests = [
         i
@@ -243,6 +245,16 @@ def load_topic_feedback(
         for key in sorted(set(liked) | set(disliked), key=lambda k: (k[0], k[1] or 0))
         if liked[key] or disliked[key]
     }
+
+
+def interest_feedback(session: Session, topic: Topic) -> ranking.Feedback | None:
+    """What one interest's digest profile learns from (its ratings and found seed papers, as
+    `load_topic_feedback` gives them to the day's ranking): the interest page's preview ranks
+    with it, so a seeds-only interest previews what its seeds bring. None: nothing yet."""
+    own = [t.id for t in topics_of(session, topic.subscriber_id)]
+    return load_topic_feedback(session, {topic.subscriber_id: own}).get(
+        (topic.subscriber_id, topic.id)
+    )
 
 
 def suggest_keywords(

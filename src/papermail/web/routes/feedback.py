@@ -19,9 +19,9 @@ from sqlmodel import Session, col, select
 from papermail.db import session_scope
 from papermail.emails import format_issue_date
 from papermail.models import Digest, DigestItem, Interest, Paper, Subscriber
-from papermail.services import feedback
+from papermail.services import feedback, interests
 from papermail.services.digests import entry_for_item
-from papermail.services.subscriptions import InvalidInput
+from papermail.services.subscriptions import InvalidInput, topics_of
 from papermail.tokens import Purpose
 from papermail.web.context import Web, WebDep
 from papermail.web.links import open_digest, path_for
@@ -137,6 +137,22 @@ def _context(web: Web, target: Target, token: str, **extra: Any) -> dict[str, An
     }
 
 
+def shown_under(session: Session, web: Web, target: Target) -> dict[str, Any]:
+    """The interest the paper was shown under (its digest item's; the first one if that is
+    gone), for pages that say what a rating or a mute counts for: its name and page when the
+    reader has several interests, else empty (one interest: nothing to tell apart)."""
+    topics = topics_of(session, target.subscriber_id)
+    topic = next((t for t in topics if t.id == target.item.topic_id), topics[0] if topics else None)
+    if topic is None or len(topics) < 2:
+        return {"interest": topic, "interest_name": "", "interest_path": ""}
+    manage = path_for(web, Purpose.manage, target.subscriber)
+    return {
+        "interest": topic,
+        "interest_name": topic.name,
+        "interest_path": f"{manage}/interests/{topic.id}",
+    }
+
+
 def _next_paper(session: Session, target: Target, token: str) -> dict[str, Any]:
     """After a rating: the digest's next paper, with its own rating links (none after the last)."""
     row = session.exec(
@@ -165,10 +181,13 @@ def _rating_page(
     done: bool,
 ) -> Response:
     nxt = _next_paper(session, target, token) if done else {"next_entry": None, "next_path": ""}
+    under = shown_under(session, web, target)
     context = _context(
         web,
         target,
         token,
+        interest_name=under["interest_name"],
+        interest_path=under["interest_path"],
         choice=choice,
         wanted=CHOICES[choice],
         current=current,
@@ -198,8 +217,14 @@ def rate(token: str, rank: int, choice: str, web: WebDep, csrf: CsrfField = "") 
         target = _open(web, session, token, rank)
         require_csrf(web, token, csrf)
         sid, pid = target.subscriber_id, target.paper.id
-        if wanted.value:
-            feedback.record_rating(session, subscriber_id=sid, paper_id=pid, value=wanted.value)
+        if wanted.value:  # it counts for the interest the paper was shown under
+            feedback.record_rating(
+                session,
+                subscriber_id=sid,
+                paper_id=pid,
+                value=wanted.value,
+                topic_id=target.item.topic_id,
+            )
         else:
             feedback.remove_rating(session, subscriber_id=sid, paper_id=pid)
         return _rating_page(web, session, target, token, choice, wanted.value, done=True)
@@ -214,21 +239,29 @@ def _term(web: Web, target: Target, index: int) -> str:
 def _mute_page(
     web: Web, session: Session, target: Target, token: str, term: str, index: int, *, done: bool
 ) -> Response:
-    interests = session.exec(
-        select(Interest).where(Interest.subscriber_id == target.subscriber_id)
-    ).all()
-    same = [i for i in interests if i.phrase.casefold() == term.casefold()]
-    keywords = [i for i in interests if not i.negative]
+    under = shown_under(session, web, target)
+    if under["interest"] is not None:  # the interest the term would be muted in
+        keywords, excluded = interests.keywords_and_exclusions(session, under["interest"])
+    else:  # keywords stored before named interests: all of them are the one interest
+        rows = session.exec(
+            select(Interest).where(Interest.subscriber_id == target.subscriber_id)
+        ).all()
+        keywords = tuple(i.phrase for i in rows if not i.negative)
+        excluded = tuple(i.phrase for i in rows if i.negative)
+    folded = term.casefold()
+    is_keyword = folded in {k.casefold() for k in keywords}
     context = _context(
         web,
         target,
         token,
         term=term,
         index=index,
-        done=done or any(i.negative for i in same),
-        is_keyword=any(not i.negative for i in same),
-        only_keyword=len(keywords) == 1 and keywords[0] in same,
+        done=done or folded in {e.casefold() for e in excluded},
+        is_keyword=is_keyword,
+        only_keyword=is_keyword and len(keywords) == 1,
         excludes=web.settings.negative_factor == 0,
+        interest_name=under["interest_name"],
+        interest_path=under["interest_path"],
     )
     return render(web, "feedback_mute", context)
 
@@ -249,7 +282,12 @@ def mute(token: str, rank: int, index: int, web: WebDep, csrf: CsrfField = "") -
         term = _term(web, target, index)
         require_csrf(web, token, csrf)
         try:
-            feedback.mute_term(session, subscriber_id=target.subscriber_id, term=term)
+            feedback.mute_term(  # in the interest the paper was shown under
+                session,
+                subscriber_id=target.subscriber_id,
+                term=term,
+                topic_id=target.item.topic_id,
+            )
         except InvalidInput as exc:
             raise PageError(
                 400,

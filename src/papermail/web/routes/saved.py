@@ -16,7 +16,7 @@ from papermail.web.context import WebDep
 from papermail.web.links import open_link, path_for
 from papermail.web.pages import render
 from papermail.web.routes.common import CsrfField, require_csrf, see_other
-from papermail.web.routes.feedback import SHORT_PREFIX, _context, _open
+from papermail.web.routes.feedback import SHORT_PREFIX, _context, _open, shown_under
 from papermail.web.security import make_csrf
 
 router = APIRouter()
@@ -32,6 +32,7 @@ def _save_page(web, session, token: str, rank: int, *, done: bool) -> Response:
         web,
         target,
         token,
+        interest_name=shown_under(session, web, target)["interest_name"],
         done=done,
         saved=saved,
         list_path=f"{path_for(web, Purpose.manage, target.subscriber)}/saved",
