@@ -577,3 +577,21 @@ def test_states_filter_like_the_badges_and_pages(engine):
         seen = [r.subscriber.email for p in pages[:3] for r in p.items]
         assert sorted(seen) == sorted(by_state)
         assert roster.search(session, query="%").total == 0  # LIKE wildcards are literal
+
+
+def test_hostile_input_gets_an_answer_not_a_500(settings, engine):
+    add_operator(engine, "ops")
+    client = client_for(settings, engine)  # a server error would raise here
+    assert login(client, "ops\x00", PASSWORD).status_code == 401
+    assert login(client, "o" * 150, "\x00" * 10).status_code == 401
+    assert login(client, "ops").status_code == 303
+    for path in (
+        "/admin/subscribers?q=%00ada%25_&state=nonsense&page=99999",
+        "/admin/subscribers?page=abc",
+        "/admin/subscribers/notanumber",
+        "/admin/subscribers/999999",
+        "/admin/bounces?kind=nonsense&source=%00",
+        "/admin?day=2026-02-31",
+        "/admin/subscribers.csv?q=%00",
+    ):
+        assert client.get(path).status_code in (200, 400, 404), path

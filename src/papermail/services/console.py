@@ -355,7 +355,7 @@ def bounce_events(
     if kind is not None:
         where.append(BounceEvent.kind == kind)
     if source:
-        where.append(BounceEvent.source == source)
+        where.append(BounceEvent.source == source.replace("\x00", ""))
     total = session.exec(select(func.count()).select_from(BounceEvent).where(*where)).one()
     number, offset = page_bounds(number, per_page, total)
     items = session.exec(

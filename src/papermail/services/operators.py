@@ -93,6 +93,8 @@ def totp_step(secret: str, code: str, *, now: datetime) -> int | None:
 
 
 def get_operator(session: Session, username: str) -> Operator | None:
+    if "\x00" in username:  # never a username; PostgreSQL refuses NUL in text
+        return None
     return session.exec(
         select(Operator).where(Operator.username == username.strip().lower())
     ).first()

@@ -84,8 +84,9 @@ def state_counts(session: Session) -> dict[State, int]:
 
 def _filters(query: str, state: State | None) -> list[ColumnElement[bool]]:
     where = []
-    if query.strip():
-        where.append(col(Subscriber.email).contains(query.strip().lower(), autoescape=True))
+    query = query.replace("\x00", "").strip()  # PostgreSQL text never holds NUL
+    if query:
+        where.append(col(Subscriber.email).contains(query.lower(), autoescape=True))
     if state is not None:
         where.append(state_where(state))
     return where
