@@ -595,3 +595,50 @@ def test_hostile_input_gets_an_answer_not_a_500(settings, engine):
         "/admin/subscribers.csv?q=%00",
     ):
         assert client.get(path).status_code in (200, 400, 404), path
+
+
+def test_runs_recorded_by_the_pipeline_show_on_the_console(settings, engine):
+    """The rows services.jobs writes (not hand-made ones) on the dashboard and sources page."""
+    from papermail.services.jobs import Stage, job_run
+
+    with job_run(engine, Stage.ingest, source="arxiv:cs.CL") as run:
+        run.count(fetched=40, inserted=12)
+    with pytest.raises(RuntimeError), job_run(engine, Stage.ingest, source="hf"):
+        raise RuntimeError("hf answered 502")
+    with job_run(engine, Stage.dispatch) as run:
+        run.count(queued=0)
+    client = signed_in(settings, engine, "viewer", OperatorRole.viewer)
+    board = re.sub(r">\s+<", "><", client.get("/admin").text)
+    assert '<th scope="row">dispatch</th>' in board and "queued 0" in board
+    sources = re.sub(r">\s+<", "><", client.get("/admin/sources").text)
+    cl = sources[sources.index(">arxiv:cs.CL</th>") :].split("</tr>")[0]
+    assert "fetched 40, inserted 12" in cl and ">ok</span>" in cl
+    hf = sources[sources.index(">hf</th>") :].split("</tr>")[0]
+    assert "RuntimeError: hf answered 502" in hf and ">error</span>" in hf
+    assert "<td>–</td><td>1</td><td>1</td>" in hf  # never succeeded; 1 run, 1 error
+
+
+def test_a_real_bounce_report_shows_and_the_operator_resumes(settings, engine):
+    """A Postfix DSN through the bounce parser and record_reports (not hand-made rows): the
+    console lists it, the subscriber page says why mail stopped, an admin resumes them."""
+    from papermail.bounces import parse_report
+    from papermail.services.bounces import record_reports
+    from tests.conftest import REPO
+
+    student = add_confirmed(engine, "former.student@uni.example", "linear attention")
+    data = (REPO / "tests" / "data" / "bounces" / "postfix_5.1.1.eml").read_bytes()
+    reports = parse_report(data, secret=settings.secret_key.get_secret_value())
+    assert [r.recipient for r in reports] == ["former.student@uni.example"]
+    [event] = record_reports(engine, settings, reports)
+    assert row(engine, Subscriber, student.id).suspended_at is not None
+    client = signed_in(settings, engine, "ops")
+    listed = client.get("/admin/bounces?kind=hard&source=dsn").text
+    assert "Showing 1–1 of 1 report, newest first." in listed
+    assert f'<a href="/admin/subscribers/{student.id}">former.student@uni.example</a>' in listed
+    assert event.action in listed and "5.1.1" in listed
+    here = f"/admin/subscribers/{student.id}"
+    page = client.get(here).text
+    assert "Suspended after bounces since" in page and "5.1.1" in page
+    assert post(client, f"{here}/resume", here).status_code == 303
+    back = row(engine, Subscriber, student.id)
+    assert back.suspended_at is None and back.bounce_score == 0 and back.hard_bounces == 0
