@@ -96,10 +96,16 @@ def test_a_hard_bounce_suspends_at_once_and_cancels_the_pending_digest(engine, s
     assert delivery_status(engine, waiting) == DeliveryStatus.cancelled
     assert delivery_status(engine, untouched) == DeliveryStatus.pending
     assert subscriber(engine, other).suspended_at is None
-    later = NOW + timedelta(days=1)
+    for moment in (NOW, NOW + timedelta(days=1)):  # today's digest was cancelled; tomorrow
+        with Session(engine) as session:
+            today = today_of(session, session.get(Subscriber, ada), moment)
+        assert today.kind == TodayKind.suspended and "bounc" in today.text and today.can_resume
+    with session_scope(engine) as session:  # cancelled, not suspended: still says cancelled
+        row = session.exec(select(Delivery).where(Delivery.digest_id == untouched)).one()
+        row.status = DeliveryStatus.cancelled
+        session.add(row)
     with Session(engine) as session:
-        today = today_of(session, session.get(Subscriber, ada), later)
-    assert today.kind == TodayKind.suspended and "bounc" in today.text and today.can_resume
+        assert today_of(session, session.get(Subscriber, other), NOW).kind == TodayKind.cancelled
     with session_scope(engine) as session:  # the reader resumes: the score starts over too
         resume_after_bounces(session, session.get(Subscriber, ada))
     row = subscriber(engine, ada)

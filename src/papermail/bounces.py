@@ -219,7 +219,7 @@ def _dsn_reports(message: Message, report_id: str) -> list[BounceReport]:
         return []
     original = _original_message_id(message)
     reports = []
-    for block in _field_blocks(part)[1:]:  # the first block is per-message (Reporting-MTA)
+    for block in _field_blocks(part):  # the per-message block (Reporting-MTA) names nobody
         recipient = _address(_header(block, "Final-Recipient")) or _address(
             _header(block, "Original-Recipient")
         )

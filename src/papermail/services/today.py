@@ -132,11 +132,13 @@ def why_no_digest(
                 TodayKind.bounced,
                 f"Bounced: the mail server refused the address ({delivery.last_error or '?'}).",
             )
-        if status == DeliveryStatus.cancelled:
+        if status == DeliveryStatus.cancelled and subscriber.suspended_at is None:
             return state(TodayKind.cancelled, "Cancelled before sending.")
-        return state(
-            TodayKind.failed, f"Delivery failed: {delivery.last_error or 'no reason given'}."
-        )
+        if status != DeliveryStatus.cancelled:
+            return state(
+                TodayKind.failed, f"Delivery failed: {delivery.last_error or 'no reason given'}."
+            )
+        # cancelled because a bounce report suspended the address: say that, below
     if subscriber.suspended_at is not None:
         return state(
             TodayKind.suspended,
