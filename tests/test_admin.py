@@ -164,6 +164,8 @@ def test_login_wrong_unknown_right_and_logout(settings, engine):
         assert attribute.lower() in cookie.lower(), cookie
     page = client.get("/admin")
     assert page.status_code == 200 and "Today’s job" in page.text
+    assert page.headers["cache-control"] == "no-store"  # no copy in a shared cache
+    assert page.headers["x-frame-options"] == "DENY"
     ops = row(engine, Operator, 1)
     assert ops.last_login_at is not None and ops.failed_logins == 0
     assert ops.password_hash != weak and not PasswordHasher().check_needs_rehash(ops.password_hash)
