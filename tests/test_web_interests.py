@@ -101,8 +101,10 @@ def test_add_an_interest_from_seeds_and_authors_then_edit_it(client, engine, set
         3,
     )
     page = client.get(path)
-    assert "<mark>sparse autoencoders</mark>" in page.text, "server-rendered preview"
-    assert f'data-preview-url="{manage}/preview"' in page.text
+    preview = unescape(page.text[page.text.find('class="card preview"') :])
+    assert "Based on your keywords and 2 seed papers" in preview, "the digest's profile"
+    assert "Interpretability with Sparse Autoencoders" not in preview, "seeds are left out"
+    assert f'data-preview-url="{path}/preview"' in page.text
     bad = client.post(path, data={"csrf": csrf, "keywords": "x y", "max_papers": "500"})
     assert bad.status_code == 400 and "between 1 and 100" in unescape(bad.text)
 

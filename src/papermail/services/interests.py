@@ -184,6 +184,17 @@ def add_seeds(
     return results
 
 
+def remove_seeds(session: Session, topic: Topic, given: Sequence[str]) -> int:
+    """Forget seed papers of an interest, named as they were given; its profile and keyword
+    suggestions stop learning from them. Returns how many went."""
+    wanted = set(given)
+    gone = [s for s in seeds_of(session, topic.id) if s.given in wanted]
+    for seed in gone:
+        session.delete(seed)
+    session.flush()
+    return len(gone)
+
+
 def follow_authors(session: Session, topic: Topic, names: Sequence[str]) -> None:
     have = {a.normalized for a in authors_of(session, topic.id)}
     for raw in names:

@@ -135,20 +135,40 @@ class PreviewCache:
         excluded: Sequence[str] = (),
         limit: int = 10,
         now: datetime | None = None,
+        feedback: ranking.Feedback | None = None,
     ) -> Preview:
+        """The top `limit` recent papers for these keywords. With `feedback` (an interest's
+        seed and rated papers) ranking learns from it as the digest does, keywords or not;
+        the papers it learns from are left out: the reader has them already."""
         index = self._current(session, now or datetime.now(UTC))
-        if index is None or not keywords:
+        if index is None or not (keywords or feedback):
             return Preview((), 0, len(index.texts) if index else 0)
         wanted = [ranking.Keyword(k) for k in keywords]
         wanted += [ranking.Keyword(k, negative=True) for k in excluded]
-        matches = ranking.rank_one(
-            index.model,
-            index.texts,
-            wanted,
-            min_score=self.settings.min_score,
-            limit=max(COUNT_UP_TO, limit),
-            upvotes=index.upvotes,
-        )
+        if feedback:
+            known = {(p.title, p.abstract) for p in (*feedback.liked, *feedback.disliked)}
+            eligible = [
+                i for i, e in enumerate(index.entries) if (e.title, e.abstract) not in known
+            ]
+            matches = ranking.rank(
+                index.model,
+                index.texts,
+                [ranking.Profile(key=None, keywords=tuple(wanted), limit=max(COUNT_UP_TO, limit))],
+                min_score=self.settings.min_score,
+                eligible={None: eligible},
+                options=replace(ranking.RankOptions.from_settings(self.settings), dense=0.0),
+                upvotes=index.upvotes,
+                feedback={None: feedback},
+            )[None]
+        else:
+            matches = ranking.rank_one(
+                index.model,
+                index.texts,
+                wanted,
+                min_score=self.settings.min_score,
+                limit=max(COUNT_UP_TO, limit),
+                upvotes=index.upvotes,
+            )
         items = [
             PreviewItem.of(
                 replace(index.entries[m.index], matched=m.matched, where=m.where, score=m.score)

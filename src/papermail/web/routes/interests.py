@@ -13,22 +13,23 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from sqlmodel import Session, col, select
 
 from papermail import ranking
 from papermail.db import session_scope
 from papermail.models import Paper, Rating, Subscriber, Topic
 from papermail.services import feedback, interests
-from papermail.services.subscriptions import InvalidInput, topics_of
+from papermail.services.subscriptions import InvalidInput, clean_phrases, topics_of
 from papermail.tokens import Purpose
 from papermail.web.context import Web, WebDep
 from papermail.web.forms import split_phrases
 from papermail.web.links import open_link
 from papermail.web.pages import PageError, render
+from papermail.web.preview import Preview
 from papermail.web.routes.common import CsrfField, require_csrf, see_other
-from papermail.web.routes.manage import preview_summary
-from papermail.web.security import make_csrf
+from papermail.web.routes.manage import PreviewRequest, preview_summary
+from papermail.web.security import check_csrf, make_csrf
 
 router = APIRouter(prefix="/manage/{token}")
 
@@ -39,6 +40,7 @@ NOTICES = {
     "followed": "Followed: their new papers always join this interest's section.",
     "unfollowed": "No longer followed.",
     "added": "Added to this interest's keywords.",
+    "seed_removed": "Seed paper removed: this interest no longer learns from it.",
 }
 NOT_FOUND = PageError(404, "No such interest", "This interest does not exist (any more).")
 
@@ -100,6 +102,48 @@ def suggestions_for(
     return model.top_terms(papers, limit=5, exclude=keywords)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def based_on(
+    keywords: tuple[str, ...], view: interests.InterestView, learned: ranking.Feedback | None
+) -> str:
+    """What an interest's preview ranks with besides keywords, in words: "3 seed papers",
+    "your keywords, 2 seed papers and 4 papers you rated"; "" when keywords alone."""
+    if not learned:
+        return ""
+    found = [s.paper_id for s in view.seeds if s.found and s.paper_id]
+    seeds = len(set(found))  # a paper given twice (id and title) is one
+    rated = max(len(learned) - len(found), 0)
+    parts = ["your keywords"] if keywords else []
+    parts += [_plural(seeds, "seed paper")] if seeds else []
+    parts += [_plural(rated, "paper") + " you rated"] if rated else []
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+
+
+def _preview(
+    web: Web,
+    session: Session,
+    topic: Topic,
+    view: interests.InterestView,
+    keywords: tuple[str, ...],
+    excluded: tuple[str, ...],
+) -> tuple[Preview, str]:
+    """An interest's preview ranked as its digest section is (keywords, seed papers and
+    ratings), and the sentence above it."""
+    learned = feedback.interest_feedback(session, topic)
+    preview = web.preview.preview(
+        session, keywords=keywords, excluded=excluded, limit=view.max_papers, feedback=learned
+    )
+    return preview, preview_summary(preview, keywords, based_on=based_on(keywords, view, learned))
+
+
+def _view(session: Session, subscriber: Subscriber, topic: Topic) -> interests.InterestView:
+    assert subscriber.id is not None
+    return next(v for v in interests.list_interests(session, subscriber.id) if v.id == topic.id)
+
+
 def _interest_page(
     web: Web,
     session: Session,
@@ -114,16 +158,14 @@ def _interest_page(
     status: int = 200,
 ) -> Response:
     assert subscriber.id is not None and topic.id is not None
-    view = next(v for v in interests.list_interests(session, subscriber.id) if v.id == topic.id)
+    view = _view(session, subscriber, topic)
     values = {
         "name": view.name,
         "keywords": "\n".join(view.keywords),
         "excluded": "\n".join(view.excluded),
         "max_papers": str(view.max_papers),
     } | (form or {})
-    preview = web.preview.preview(
-        session, keywords=view.keywords, excluded=view.excluded, limit=view.max_papers
-    )
+    preview, summary = _preview(web, session, topic, view, view.keywords, view.excluded)
     context: dict[str, Any] = {
         "email": subscriber.email,
         "token": token,
@@ -133,7 +175,7 @@ def _interest_page(
         "errors": errors or {},
         "notice": notice,
         "preview": preview,
-        "summary": preview_summary(preview, view.keywords),
+        "summary": summary,
         "suggestions": suggestions_for(web, session, topic, view.keywords),
         "seed_results": seed_results,
         "single": len(topics_of(session, subscriber.id)) == 1,
@@ -147,6 +189,25 @@ def interest_page(token: str, topic_id: int, web: WebDep, n: str = "") -> Respon
         subscriber, _ = open_link(web, session, Purpose.manage, token)
         topic = _topic(session, subscriber, topic_id)
         return _interest_page(web, session, subscriber, token, topic, notice=NOTICES.get(n, ""))
+
+
+@router.post("/interests/{topic_id}/preview")
+def interest_preview(token: str, topic_id: int, payload: PreviewRequest, web: WebDep) -> Response:
+    """JSON for the interest page's live preview: the typed keywords with the interest's seed
+    papers and ratings. Changes nothing."""
+    with session_scope(web.engine) as session:
+        subscriber, _ = open_link(web, session, Purpose.manage, token)
+        topic = _topic(session, subscriber, topic_id)
+        if not check_csrf(web.secret, token, payload.csrf):
+            return JSONResponse({"error": "form expired: reload the page"}, status_code=403)
+        try:
+            keywords = clean_phrases(split_phrases(payload.keywords), field="keywords")
+            excluded = clean_phrases(split_phrases(payload.excluded), field="excluded")
+        except InvalidInput as exc:
+            return JSONResponse({"error": str(exc), "field": exc.field}, status_code=400)
+        view = _view(session, subscriber, topic)
+        result, summary = _preview(web, session, topic, view, keywords, excluded)
+    return JSONResponse({"summary": summary, **result.as_json()})
 
 
 @router.post("/interests")
@@ -340,6 +401,21 @@ def unfollow(
         _, topic = _posted(web, session, token, csrf, topic_id)
         interests.unfollow_authors(session, topic, [author])
     return see_other(f"/manage/{token}/interests/{topic_id}?n=unfollowed")
+
+
+@router.post("/interests/{topic_id}/seeds/remove")
+def remove_seed(
+    token: str,
+    topic_id: int,
+    web: WebDep,
+    csrf: CsrfField = "",
+    seed: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """One seed paper off this interest (as given: an arXiv id, URL or title)."""
+    with session_scope(web.engine) as session:
+        _, topic = _posted(web, session, token, csrf, topic_id)
+        interests.remove_seeds(session, topic, [seed])
+    return see_other(f"/manage/{token}/interests/{topic_id}?n=seed_removed#seeds-title")
 
 
 @router.post("/interests/{topic_id}/keywords")

@@ -54,16 +54,21 @@ NOTICES = {
 }
 
 
-def preview_summary(preview: Preview, keywords: tuple[str, ...]) -> str:
-    """The one sentence above the preview list (the JSON endpoint sends the same text)."""
-    if not keywords:
+def preview_summary(preview: Preview, keywords: tuple[str, ...], *, based_on: str = "") -> str:
+    """The one sentence above the preview list (the JSON endpoint sends the same text).
+    `based_on` names what else the ranking learned from ("3 seed papers")."""
+    if not keywords and not based_on:
         return "Add a keyword to see which recent papers it brings."
     if not preview.scanned:
         return "No papers have been collected yet: the preview fills in after the next run."
     if not preview.matches:
+        if based_on:
+            return f"Based on {based_on}: none of the {preview.scanned} recent papers match."
         return f"None of the {preview.scanned} recent papers match these keywords."
     shown = len(preview.items)
     head = f"{preview.matches_label} of {preview.scanned} recent papers match"
+    if based_on:
+        head = f"Based on {based_on}, {head}"
     return f"{head}; a digest shows the top {shown}:" if preview.matches > shown else head + ":"
 
 
