@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from sqlmodel import Session
 
+from papermail.bounces import parse_report
 from papermail.db import session_scope
-from papermail.models import Subscriber
+from papermail.models import Delivery, Digest, Subscriber
 from papermail.services.subscriptions import Preferences, add_subscriber
 from papermail.settings import Settings
 
@@ -32,6 +34,23 @@ def subscribe(engine, *emails: str) -> list[int]:
         ]
         session.flush()
         return [row.id for row in rows]
+
+
+def sent_digest(engine, subscriber_id: int, sample: str, day: date = date(2026, 12, 1)) -> int:
+    """A digest we sent to the subscriber under the Message-ID that `sample` quotes: what a
+    report without a VERP token must name to be believed."""
+    original = parse_report(sample_bytes(sample), secret=SECRET)[0].message_id
+    assert original, sample
+    with session_scope(engine) as session:
+        digest = Digest(
+            subscriber_id=subscriber_id,
+            issue_date=day,
+            covered_until=datetime.combine(day, time(6), UTC),
+        )
+        session.add(digest)
+        session.flush()
+        session.add(Delivery(digest_id=digest.id, message_id=original, status="sent"))
+        return digest.id
 
 
 def subscriber(engine, subscriber_id: int) -> Subscriber:

@@ -11,6 +11,7 @@ from tests.bounces_support import (
     cli_env,
     papermail,
     sample_bytes,
+    sent_digest,
     subscribe,
     subscriber,
 )
@@ -22,6 +23,7 @@ def test_process_a_file_and_standard_input_then_list(engine, settings, tmp_path)
         engine, "ada@example.org", "dave@yahoo.com", "former.student@uni.example"
     )
     assert student == 3  # the Postfix sample's VERP token names subscriber 3
+    sent_digest(engine, dave, "yahoo_arf.eml")  # the Yahoo complaint quotes this digest
     env = cli_env(settings)
 
     done = papermail(["bounces", "process", str(SAMPLES / "postfix_5.1.1.eml")], env, tmp_path)

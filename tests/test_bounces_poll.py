@@ -33,7 +33,14 @@ from papermail.bounce_poll import poll_mailbox
 from papermail.db import make_engine
 from papermail.errors import PapermailError
 from papermail.models import BounceEvent
-from tests.bounces_support import cli_env, papermail, sample_bytes, subscribe, subscriber
+from tests.bounces_support import (
+    cli_env,
+    papermail,
+    sample_bytes,
+    sent_digest,
+    subscribe,
+    subscriber,
+)
 from tests.conftest import free_port, make_settings
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -242,6 +249,7 @@ def imap_settings(settings, imap: Imap, **extra):
 def test_poll_records_reports_marks_them_seen_and_flags_the_rest(engine, settings, dovecot):
     ids = subscribe(engine, *(f"reader{n}@example.org" for n in range(1, 6)))  # VERP ids 1-5
     (box,) = subscribe(engine, "full.box@example.net")
+    sent_digest(engine, box, "soft_4.2.2_mailbox_full.eml")
     dovecot.append("qmail_plain.eml", "autoreply.eml", "soft_4.2.2_mailbox_full.eml")
     config = imap_settings(settings, dovecot)
 
@@ -271,7 +279,8 @@ def test_poll_records_reports_marks_them_seen_and_flags_the_rest(engine, setting
 
 
 def test_poll_through_the_cli_and_its_errors(engine, settings, dovecot, tmp_path):
-    subscribe(engine, "dave@yahoo.com")
+    (dave,) = subscribe(engine, "dave@yahoo.com")
+    sent_digest(engine, dave, "yahoo_arf.eml")
     dovecot.append("yahoo_arf.eml")
     env = cli_env(settings, **_imap_env(dovecot))
     done = papermail(["bounces", "poll"], env, tmp_path)

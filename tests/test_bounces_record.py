@@ -24,10 +24,12 @@ from papermail.models import (
 from papermail.services.bounces import record_reports
 from papermail.services.subscriptions import Preferences, add_subscriber
 from papermail.services.today import TodayKind, resume_after_bounces, today_of
+from tests.bounces_support import sent_digest
 
 SAMPLES = Path(__file__).parent / "data" / "bounces"
 DOMAIN = "bounce.papermail.test"
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+YESTERDAY = NOW.date() - timedelta(days=1)
 
 
 def subscribe(engine, *emails: str) -> list[int]:
@@ -66,10 +68,11 @@ def events(engine) -> list[BounceEvent]:
 
 
 def report(kind: BounceKind, recipient: str, key: str, **extra) -> BounceReport:
+    """A relay's report (signed webhook): its address alone names the subscriber."""
     return BounceReport(
         kind=kind,
         recipient=recipient,
-        source="dsn",
+        source=extra.pop("source", "ses"),
         fingerprint=fingerprint("test", key, recipient, kind),
         **extra,
     )
@@ -84,6 +87,7 @@ def sample(name: str, settings, **replace: bytes) -> list[BounceReport]:
 
 def test_a_hard_bounce_suspends_at_once_and_cancels_the_pending_digest(engine, settings):
     ada, other = subscribe(engine, "former.student@uni.example", "ada@example.org")
+    sent_digest(engine, ada, "postfix_5.1.1.eml", YESTERDAY)  # the digest that bounced
     waiting, untouched = pending_digest(engine, ada), pending_digest(engine, other)
     [event] = record_reports(engine, settings, sample("postfix_5.1.1.eml", settings), now=NOW)
 
@@ -141,6 +145,7 @@ def test_the_soft_limit_follows_the_setting(engine, settings):
     (bob,) = subscribe(engine, "full.box@example.net")
     strict = settings.model_copy(update={"bounce_score_limit": 1.0, "bounce_stale_days": 2})
     digest = pending_digest(engine, bob, NOW.date() + timedelta(days=1))
+    sent_digest(engine, bob, "soft_4.2.2_mailbox_full.eml", YESTERDAY)
     first = record_reports(engine, strict, sample("soft_4.2.2_mailbox_full.eml", strict), now=NOW)
     assert [e.action for e in first] == ["scored"] and first[0].status_code == "4.2.2"
     again = report(BounceKind.soft, "full.box@example.net", "next day")
@@ -151,6 +156,7 @@ def test_the_soft_limit_follows_the_setting(engine, settings):
 
 def test_a_complaint_unsubscribes_at_once(engine, settings):
     (dave,) = subscribe(engine, "dave@yahoo.com")
+    sent_digest(engine, dave, "yahoo_arf.eml", YESTERDAY)
     waiting = pending_digest(engine, dave)
     [event] = record_reports(engine, settings, sample("yahoo_arf.eml", settings), now=NOW)
     assert (event.action, event.kind, event.source) == ("unsubscribed", "complaint", "arf")
@@ -176,6 +182,7 @@ def test_an_aol_complaint_with_the_address_redacted_finds_the_reader_by_verp(eng
 
 def test_duplicate_reports_are_counted_once(engine, settings):
     (bob,) = subscribe(engine, "full.box@example.net")
+    sent_digest(engine, bob, "soft_4.2.2_mailbox_full.eml", YESTERDAY)
     reports = sample("soft_4.2.2_mailbox_full.eml", settings)
     assert len(record_reports(engine, settings, reports, now=NOW)) == 1
     # The same report again, the next day (the MTA delivered it twice): nothing at all.
@@ -239,3 +246,23 @@ def test_a_verified_verp_token_wins_over_the_address_that_bounced(engine, settin
     assert (
         verp_address("test-secret-key", DOMAIN, 1, 1) in (SAMPLES / "gmail_5.1.1.eml").read_text()
     )
+
+
+def test_a_mailed_report_must_name_a_digest_we_sent_to_that_subscriber(engine, settings):
+    """Anyone can mail the bounce address: naming a subscriber's address is not enough."""
+    dave, eve = subscribe(engine, "dave@yahoo.com", "eve@example.org")
+    sent_digest(engine, eve, "yahoo_arf.eml", YESTERDAY)  # that Message-ID went to eve
+    [event] = record_reports(engine, settings, sample("yahoo_arf.eml", settings), now=NOW)
+    assert (event.action, event.subscriber_id, event.recipient) == (
+        "unverified",
+        None,
+        "dave@yahoo.com",
+    )
+    forged = report(BounceKind.hard, "dave@yahoo.com", "no original", source="dsn")
+    [event] = record_reports(engine, settings, [forged], now=NOW)
+    assert event.action == "unverified"
+    assert subscriber(engine, dave).active and subscriber(engine, eve).active
+    # A signed relay's report (SES, SendGrid, Postmark) is believed on its address.
+    relay = report(BounceKind.complaint, "dave@yahoo.com", "relay event", source="postmark")
+    [event] = record_reports(engine, settings, [relay], now=NOW)
+    assert (event.action, event.subscriber_id) == ("unsubscribed", dave)

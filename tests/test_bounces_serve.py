@@ -25,6 +25,7 @@ from tests.bounces_support import (
     PAPERMAIL,
     cli_env,
     sample_bytes,
+    sent_digest,
     subscribe,
     subscriber,
 )
@@ -104,6 +105,7 @@ def test_smtp_endpoint_records_each_report_before_answering(engine, settings, tm
 
 def test_lmtp_endpoint_takes_a_complaint(engine, settings, tmp_path):
     (dave,) = subscribe(engine, "dave@yahoo.com")
+    sent_digest(engine, dave, "yahoo_arf.eml")
     with bounce_server(cli_env(settings), tmp_path, "--lmtp") as port:
         client = smtplib.LMTP()
         client.connect("127.0.0.1", port)

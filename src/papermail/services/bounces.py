@@ -4,7 +4,9 @@ unsubscribe the subscriber it names.
 Every way a report comes in (`papermail bounces process|serve|poll`, the relay webhooks) ends
 here, in `record_reports`. Each report is its own transaction: the `BounceEvent` row (unique
 `fingerprint`) is inserted first, so a report seen twice, even by two processes at once, is
-acted on once; the second insert fails and changes nothing.
+acted on once; the second insert fails and changes nothing. Anyone can mail the bounce
+address: a mailed report counts only when a VERP token or the quoted Message-ID of one of our
+digests ties it to the subscriber (see `_subscriber`).
 
 The rule is Mailman's: a hard bounce suspends at once; soft bounces add 0.5 to a score at most
 once a day, the score starts over when the last counted bounce is older than BOUNCE_STALE_DAYS,
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 HARD_WEIGHT = 1.0
 SOFT_WEIGHT = 0.5
 SUSPENDED_REASON = "not sent: the subscriber was suspended after bounces"
+MAIL_SOURCES = frozenset({"dsn", "arf"})  # reports anyone can mail us (the rest are signed)
 
 
 class Action:
@@ -55,24 +58,46 @@ class Action:
     scored = "scored"  # a soft bounce counted toward the score
     noted = "noted"  # stored only: already counted today, already suspended or unsubscribed
     ignored = "ignored"  # names no known subscriber
+    unverified = "unverified"  # mail naming a subscriber's address, but no digest of ours
 
 
-def _subscriber(session: Session, report: BounceReport) -> Subscriber | None:
-    """The verified VERP id first (forwarding can make the address that bounced another one),
-    else the address the report names."""
+def _subscriber(session: Session, report: BounceReport) -> tuple[Subscriber | None, bool]:
+    """Who the report is about, and whether that is proven.
+
+    The verified VERP id first (forwarding can make the address that bounced another one),
+    else the address the report names. Anyone can mail the bounce address, so a report that
+    came as mail (DSN, ARF) without a verified token counts only if it names the Message-ID of
+    a digest we sent to that very subscriber (the original the report quotes); otherwise it is
+    stored `unverified` and changes nothing. Relay webhooks are signed: their address is enough.
+    """
     if report.subscriber_id is not None:
         found = session.get(Subscriber, report.subscriber_id, with_for_update=True)
         if found is not None:
-            return found
+            return found, True
     if not report.recipient:
-        return None
+        return None, False
     try:
         email = subscriptions.normalize_email(report.recipient)
     except subscriptions.InvalidInput:  # not an address anyone could have subscribed with
-        return None
-    return session.exec(
+        return None, False
+    found = session.exec(
         select(Subscriber).where(Subscriber.email == email).with_for_update()
     ).first()
+    if found is None or report.source not in MAIL_SOURCES:
+        return found, found is not None
+    return found, bool(report.message_id) and _sent_to(session, found.id, report.message_id)
+
+
+def _sent_to(session: Session, subscriber_id: int | None, message_id: str | None) -> bool:
+    """Whether a digest with this Message-ID went to this subscriber."""
+    return (
+        session.exec(
+            select(Delivery.id)
+            .join(Digest, col(Digest.id) == Delivery.digest_id)
+            .where(Delivery.message_id == message_id, Digest.subscriber_id == subscriber_id)
+        ).first()
+        is not None
+    )
 
 
 def _cancel_pending(session: Session, subscriber_id: int, reason: str) -> None:
@@ -130,7 +155,9 @@ def _record_one(
             select(BounceEvent.id).where(BounceEvent.fingerprint == report.fingerprint)
         ).first():
             return None
-        subscriber = _subscriber(session, report)
+        subscriber, proven = _subscriber(session, report)
+        action = Action.ignored if subscriber is None else Action.unverified
+        subscriber = subscriber if proven else None  # `action` is set below when proven
         event = BounceEvent(
             fingerprint=report.fingerprint,
             source=report.source[:20],
@@ -140,7 +167,7 @@ def _record_one(
             message_id=(report.message_id or None) and report.message_id[:250],
             status_code=(report.status_code or None) and report.status_code[:20],
             detail=report.detail,
-            action=Action.ignored,
+            action=action,
             received_at=now,
         )
         session.add(event)
@@ -170,7 +197,8 @@ def record_reports(
         if event is None:
             log_event(log, "bounce.duplicate", fingerprint=report.fingerprint[:16])
             continue
-        level = logging.INFO if event.action == Action.ignored else logging.WARNING
+        quiet = (Action.ignored, Action.unverified, Action.noted)
+        level = logging.INFO if event.action in quiet else logging.WARNING
         log_event(
             log,
             "bounce.recorded",
