@@ -623,14 +623,18 @@ def test_runs_recorded_by_the_pipeline_show_on_the_console(settings, engine):
 def test_a_real_bounce_report_shows_and_the_operator_resumes(settings, engine):
     """A Postfix DSN through the bounce parser and record_reports (not hand-made rows): the
     console lists it, the subscriber page says why mail stopped, an admin resumes them."""
-    from papermail.bounces import parse_report
+    from papermail.bounces import parse_report, verp_address
     from papermail.services.bounces import record_reports
     from tests.conftest import REPO
 
     student = add_confirmed(engine, "former.student@uni.example", "linear attention")
     data = (REPO / "tests" / "data" / "bounces" / "postfix_5.1.1.eml").read_bytes()
-    reports = parse_report(data, secret=settings.secret_key.get_secret_value())
-    assert [r.recipient for r in reports] == ["former.student@uni.example"]
+    secret, domain = settings.secret_key.get_secret_value(), "bounce.papermail.test"
+    verp = verp_address(secret, domain, student.id)  # the MTA hands it over as the recipient
+    reports = parse_report(data, secret=secret, bounce_domain=domain, envelope_recipients=[verp])
+    assert [(r.recipient, r.subscriber_id) for r in reports] == [
+        ("former.student@uni.example", student.id)
+    ]
     [event] = record_reports(engine, settings, reports)
     assert row(engine, Subscriber, student.id).suspended_at is not None
     client = signed_in(settings, engine, "ops")
