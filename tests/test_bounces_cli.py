@@ -84,3 +84,16 @@ def test_an_unreadable_file_is_a_plain_error(tmp_path):
     done = papermail(["bounces", "process", str(tmp_path / "missing.eml")], env, tmp_path)
     assert done.returncode == 1
     assert "cannot read" in done.stderr and "missing.eml" in done.stderr
+
+
+def test_serve_needs_a_bounce_domain(tmp_path):
+    from tests.conftest import make_settings
+
+    env = cli_env(make_settings(tmp_path, database_url=f"sqlite:///{tmp_path / 'pm.db'}"))
+    done = papermail(
+        ["bounces", "serve", "--port", str(free_port())], {**env, "BOUNCE_DOMAIN": ""}, tmp_path
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "error: set BOUNCE_DOMAIN: the server accepts mail for that domain only"
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import select
 import smtplib
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -137,3 +138,36 @@ def test_a_database_error_answers_451_so_the_mta_keeps_the_mail(tmp_path):
         engine.dispose()
     assert code == 451 and "try again later" in text
     assert time.monotonic() - started < 20
+
+
+def test_lmtp_answers_once_per_recipient_after_data(engine, settings):
+    """RFC 2033: one reply per accepted recipient after DATA (smtplib's LMTP reads only one)."""
+    ids = subscribe(engine, *(f"reader{n}@example.org" for n in range(1, 5)))
+    config = settings.model_copy(update={"bounce_domain": DOMAIN})
+    port = free_port()
+    handler = BounceHandler(engine, config, lmtp=True)
+    controller = BounceController(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            replies = sock.makefile("rb")
+
+            def say(line: bytes) -> bytes:
+                sock.sendall(line + b"\r\n")
+                return replies.readline()
+
+            assert replies.readline().startswith(b"220")
+            sock.sendall(b"LHLO mx.papermail.test\r\n")
+            while not replies.readline().startswith(b"250 "):
+                pass
+            assert say(b"MAIL FROM:<>").startswith(b"250")
+            for name in ("postfix_5.1.1.eml", "exim_plain.eml"):
+                assert say(f"RCPT TO:<{verp_of(name)}>".encode()).startswith(b"250")
+            assert say(b"DATA").startswith(b"354")
+            sock.sendall(crlf(sample_bytes("postfix_5.1.1.eml")) + b".\r\n")
+            answers = [replies.readline(), replies.readline()]
+            sock.sendall(b"QUIT\r\n")
+    finally:
+        controller.stop()
+    assert all(a.startswith(b"250 2.0.0 hard 5.1.1 former.student@uni.example") for a in answers)
+    assert subscriber(engine, ids[2]).suspended_at is not None  # the report's own VERP: 3
