@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from papermail import cli_admin, cli_interests
+from papermail import cli_admin, cli_doctor, cli_interests
 from papermail.errors import PapermailError
 
 # `papermail --help` imports only typer and rich: every heavy module (SQLAlchemy/SQLModel,
@@ -719,8 +719,9 @@ def eval_command(
 
 
 cli_interests.register(app)  # interests add|list|remove, export, import (issue 13)
-app.add_typer(cli_admin.admin_app, name="admin")  # operator accounts (issue 14)
 app.add_typer(importlib.import_module("papermail.cli_bounces").bounces_app, name="bounces")
+cli_doctor.register(app)  # doctor, dkim keygen (issue 14)
+app.add_typer(cli_admin.admin_app, name="admin")  # operator accounts (issue 14)
 
 
 def _click_classes(name: str) -> tuple[type[BaseException], ...]:
