@@ -168,3 +168,30 @@ def test_confirmation_mail_is_signed_too(tmp_path, smtp_server, dns_stub, rsa_pe
     assert signature_tags(mail.data)["d"] == "mail.papermail.test"
     assert verify(mail.data, dns_stub)
     assert not verify(mail.data.replace(b"Subject: ", b"Subject: Re: ", 1), dns_stub)
+
+
+def test_keygen_writes_a_private_key_and_prints_the_record_to_publish(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from papermail.cli import app
+
+    monkeypatch.chdir(tmp_path)  # no .env
+    env = {"MAIL_FROM": "papermail <digest@lab.example.org>", "VAR_DIR": str(tmp_path / "var")}
+    out = tmp_path / "keys" / "s2.pem"
+    out.parent.mkdir()
+    result = CliRunner().invoke(
+        app, ["dkim", "keygen", "--selector", "s2", "--out", str(out)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_mode & 0o077 == 0  # only the owner reads the key
+    key = dkim.load_key(out.read_bytes())
+    record_line = next(x for x in result.output.splitlines() if "IN TXT" in x)
+    assert record_line.startswith("s2._domainkey.lab.example.org. IN TXT ")
+    strings = record_line.split("IN TXT ", 1)[1]
+    assert all(len(s) <= 255 for s in strings.strip('"').split('" "'))  # one zone-file string each
+    assert strings.replace('" "', "").strip('"') == key.txt_record
+    assert f"DKIM_PRIVATE_KEY_FILE={out}" in result.output
+    again = CliRunner().invoke(
+        app, ["dkim", "keygen", "--selector", "s2", "--out", str(out)], env=env
+    )
+    assert again.exit_code != 0 and key == dkim.load_key(out.read_bytes())  # never overwritten
