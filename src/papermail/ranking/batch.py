@@ -164,21 +164,26 @@ def _rows(
     )
 
 
-def _top(scores: np.ndarray, limits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's best `limits[row]` positive scores, best first, ties by column: a rows x width
-    matrix of columns (-1 past a row's end) and one of their scores (-inf there). A sort finds
-    each row's cut-off score (numpy's SIMD sort beats a partition); what reaches it is ordered
-    exactly."""
+def _top(
+    scores: np.ndarray, limits: np.ndarray, floor: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best `limits[row]` scores above `floor` (and above 0), best first, ties by
+    column: a rows x width matrix of columns (-1 past a row's end) and one of their scores (-inf
+    there). A sort finds each row's cut-off score (numpy's SIMD sort beats a partition); what
+    reaches it is ordered exactly."""
     n_rows, n = scores.shape
     limits = np.minimum(limits, n)
     ordered = np.sort(scores, axis=1)
     cut = np.where(limits > 0, ordered[np.arange(n_rows), n - np.maximum(limits, 1)], np.inf)
-    rows, cols = np.nonzero((scores >= cut[:, None]) & (scores > 0))
+    zero = scores.dtype.type(0)
+    np.maximum(cut, max(scores.dtype.type(floor), np.nextafter(zero, zero + 1)), out=cut)
+    flat = np.flatnonzero(scores >= cut[:, None])
+    rows, cols = np.divmod(flat, n)
     counts = np.bincount(rows, minlength=n_rows)
     place = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
     width = int(counts.max(initial=0))
     value = np.full((n_rows, width), -np.inf)
-    value[rows, place] = scores[rows, cols]
+    value[rows, place] = scores.ravel()[flat]
     column = np.full((n_rows, width), -1, dtype=np.intp)
     column[rows, place] = cols
     order = np.argsort(-value, axis=1, kind="stable")  # equal scores stay in column order
@@ -211,19 +216,23 @@ class _Chunk:
     """A chunk of rows with the phrases they use: `part` (rows x used phrases) and `block`, those
     phrases' log(1 - s) against every paper, dense. A chunk's rows use few phrases, so a row's
     scores are a handful of dense vector additions (no sparse product with its symbolic pass),
-    and whether a paper has a row's phrase is one lookup in `block`."""
+    and whether a paper has a row's phrase is one lookup in `block`.
+
+    The arithmetic is float32: half the memory traffic of the dense passes (scores, sort), and
+    scores move by < 1e-7 (the 300k-profile bench: the same papers, order and reasons)."""
 
     part: sp.csr_matrix
     used: np.ndarray  # the phrase of each column of `part`
     block: np.ndarray
+    weights: np.ndarray  # `part`'s weights, as given (float64): they key shared matches
 
     @classmethod
     def of(cls, pos: sp.csr_matrix, log_miss: sp.csr_matrix, start: int, stop: int) -> _Chunk:
         part = pos[start:stop]
         used, local = np.unique(part.indices, return_inverse=True)
         shape = (part.shape[0], len(used))
-        part = sp.csr_matrix((part.data, local.ravel(), part.indptr), shape)  # order kept
-        return cls(part, used, log_miss[used].toarray())
+        single = sp.csr_matrix((part.data.astype(np.float32), local.ravel(), part.indptr), shape)
+        return cls(single, used, log_miss[used].toarray().astype(np.float32), part.data)
 
     def scores(self, norms: np.ndarray | None) -> np.ndarray:
         """OR: 1 - exp(sum w log(1 - s)); cosine (given the rows' norms): sum w s / norm."""
@@ -237,7 +246,7 @@ class _Chunk:
         pair, slot = _expand(self.part.indptr, rows)
         local = self.part.indices[slot]
         hit = self.block[local, cols[pair]] != 0  # log(1 - s) < 0 wherever s > 0
-        return pair[hit], self.used[local[hit]], self.part.data[slot[hit]]
+        return pair[hit], self.used[local[hit]], self.weights[slot[hit]]
 
 
 class _Matches:
@@ -266,8 +275,9 @@ class _Matches:
         values: np.ndarray,
         hits: tuple[np.ndarray, ...],
         learned: Mapping[int, np.ndarray],
-    ) -> list[Match | None]:
-        """Per pair, its Match (None for a pair nothing explains, which no positive score is)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per pair, its Match (None for a pair nothing explains, which no positive score is),
+        and whether it has one."""
         alone = np.isin(rows, np.fromiter(learned, np.intp, len(learned)))
         group, first = _groups(cols, values, hits, alone)
         explained = self._explain(rows[first], cols[first])
@@ -280,7 +290,8 @@ class _Matches:
             made.append(Match(col, value, *why) if why[0] else None)
         shared = np.empty(len(made), dtype=object)
         shared[:] = made
-        return shared[group].tolist()
+        explained = np.fromiter((m is not None for m in made), bool, len(made))
+        return shared[group], explained[group]
 
     def _explain(self, rows: np.ndarray, cols: np.ndarray) -> list[tuple[tuple, tuple, tuple]]:
         """Per pair: (phrases, places, details), strongest first (see Match.details)."""
@@ -335,26 +346,49 @@ def _groups(
     cols: np.ndarray, values: np.ndarray, hits: tuple[np.ndarray, ...], alone: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs with the same paper, score and hits (phrase, weight): per pair its group, per group
-    its first pair. `alone` pairs get a group of their own."""
+    its first pair. `alone` pairs get a group of their own.
+
+    A 64-bit hash per pair (a random number per phrase, summed over its hits, mixed with paper
+    and score) is sorted with the pair's number in its low bits (a plain sort is 4x an argsort);
+    the first pair of each hash represents it, and a pair that differs from its representative
+    (a collision) is a group of its own."""
     pair, phrase, weight = hits
-    counts = np.bincount(pair, minlength=len(cols))
+    n = len(cols)
+    counts = np.bincount(pair, minlength=n)
     starts = np.cumsum(counts) - counts
-    mixed = _mix(phrase.astype(np.uint64) ^ _mix(weight.view(np.uint64)))
-    sums = np.zeros(len(cols), dtype=np.uint64)
-    found = counts > 0
-    if len(mixed):
+    sums = np.zeros(n, dtype=np.uint64)
+    if len(pair):
+        spread = np.random.default_rng(0).integers(0, 2**63, int(phrase.max()) + 1, np.int64)
+        mixed = spread.view(np.uint64)[phrase] ^ (weight.view(np.uint64) * _ODD[0])
+        found = counts > 0
         sums[found] = np.add.reduceat(mixed, starts[found])
-    key = _mix(sums ^ _mix(cols.astype(np.uint64) ^ _mix(values.view(np.uint64))))
-    _, first, group = np.unique(key, return_index=True, return_inverse=True)
-    rep = first[group.ravel()]
+    key = _mix(sums ^ (cols.astype(np.uint64) * _ODD[1]) ^ (values.view(np.uint64) * _ODD[2]))
+    low = np.uint64((1 << max(n - 1, 1).bit_length()) - 1)
+    packed = np.sort((key & ~low) | np.arange(n, dtype=np.uint64))
+    order, high = (packed & low).astype(np.intp), packed & ~low
+    new = np.empty(n, dtype=bool)
+    new[:1] = True
+    np.not_equal(high[1:], high[:-1], out=new[1:])
+    rep = np.empty(n, dtype=np.intp)
+    rep[order] = order[new][np.cumsum(new) - 1]
     same = (cols == cols[rep]) & (values == values[rep]) & (counts == counts[rep])
     same &= ~alone & ~alone[rep]
-    at = np.minimum(starts[rep[pair]] + np.arange(len(pair)) - starts[pair], len(pair) - 1)
-    differs = (phrase != phrase[at]) | (weight != weight[at])
-    same &= np.bincount(pair[differs], minlength=len(cols)) == 0
-    own = np.where(same, group.ravel(), len(first) + np.arange(len(cols)))
-    _, first, group = np.unique(own, return_index=True, return_inverse=True)
-    return group.ravel(), first
+    if len(pair):
+        at = np.minimum(starts[rep][pair] + np.arange(len(pair)) - starts[pair], len(pair) - 1)
+        differs = phrase != phrase[at]
+        if not (weight == weight[0]).all():
+            differs |= weight != weight[at]
+        same &= np.bincount(pair[differs], minlength=n) == 0
+    own = np.where(same, rep, np.arange(n))
+    heads = own == np.arange(n)
+    return (np.cumsum(heads) - 1)[own], np.flatnonzero(heads)
+
+
+_ODD = (  # odd 64-bit constants: each field of a key spread before they are combined
+    np.uint64(0x9E3779B97F4A7C15),
+    np.uint64(0xC2B2AE3D27D4EB4F),
+    np.uint64(0x165667B19E3779F9),
+)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -481,14 +515,16 @@ class _Picker:
         if len(masked):
             allowed = rows.masks[rows.mask[start:stop][masked]]
             scores[masked] = np.where(allowed, scores[masked], 0.0)
-        scores[scores < self.min_score] = 0.0
+        floor = self.min_score  # below it, never sent: _top drops those, or zero them first
         if self.popularity is not None:
+            scores[scores < floor] = 0.0
             scores *= self.popularity
+            floor = 0.0
         limits = rows.limits[start:stop]
         if self.similarity is None and options.aspects <= 0:
-            choice, _ = _top(scores, limits)
+            choice, _ = _top(scores, limits, floor)
         else:
-            cand, relevance = _top(scores, limits * diversity.POOL)
+            cand, relevance = _top(scores, limits * diversity.POOL, floor)
             aspects = None
             if options.aspects > 0:
                 ids, share, keep = diversity.aspect_weights(chunk.part, options.aspects)
@@ -500,7 +536,8 @@ class _Picker:
             )
         picked = np.flatnonzero(choice >= 0)
         row, col = picked // choice.shape[1], choice.ravel()[picked]
-        return (row + start, col, np.minimum(scores[row, col], 1.0), *chunk.hits(row, col))
+        best = np.minimum(scores[row, col], 1.0).astype(float)
+        return (row + start, col, best, *chunk.hits(row, col))
 
 
 def _rank(
@@ -530,12 +567,14 @@ def _rank(
         part[3][:] += offset  # pick numbers, from the chunk's to the batch's
     pair_rows, cols, values, *hits = (np.concatenate(column) for column in zip(*parts, strict=True))
     label = _labeller(model, rows.phrases, papers, vectors)
-    matches = _Matches(table, rows.pos, options.combine == "cosine", label)(
+    matches, explained = _Matches(table, rows.pos, options.combine == "cosine", label)(
         pair_rows, cols, values, tuple(hits), pick.learned
     )
-    bounds = np.searchsorted(pair_rows, np.arange(total + 1)).tolist()
-    found = [[m for m in matches[a:b] if m is not None] for a, b in pairwise(bounds)]
-    return {profile.key: found[row][:] for profile, row in zip(profiles, rows.of, strict=True)}
+    matches, pair_rows = matches[explained].tolist(), pair_rows[explained]
+    bounds = np.searchsorted(pair_rows, np.arange(total + 1))
+    of = np.asarray(rows.of, dtype=np.intp)
+    spans = map(slice, bounds[of].tolist(), bounds[of + 1].tolist())
+    return dict(zip((p.key for p in profiles), map(matches.__getitem__, spans), strict=True))
 
 
 RELATED_PREFIX = "like “"  # a reason "like “<title>”": the feedback paper a match resembles
@@ -554,6 +593,11 @@ def _labeller(
     def terms() -> np.ndarray:  # only when some paper came by feedback
         return np.array(list(vectors.columns), dtype=object)
 
+    @lru_cache(maxsize=4096)
+    def spelled(paper: int) -> dict[str, str]:  # a paper's stems -> its words, once per paper
+        text = papers[paper]
+        return model.analyzer.surface(f"{text.title}. {text.abstract}")
+
     @lru_cache(maxsize=65536)
     def label(phrase: int, bits: int, related: int, paper: int) -> str:
         if related == MEANING:
@@ -562,7 +606,7 @@ def _labeller(
             title = " ".join(papers[related].title.split())
             if len(title) > TITLE_CHARS:
                 title = title[: TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
-            shared = _shared_terms(model, vectors, terms(), papers, related, paper)
+            shared = _shared_terms(vectors, terms(), spelled, related, paper)
             return f"{RELATED_PREFIX}{title}”" + (f" ({', '.join(shared)})" if shared else "")
         return partial_label(model, phrases[phrase], bits)
 
@@ -573,10 +617,9 @@ SHARED_TERMS = 2  # expansion terms named with a paper the feedback brought
 
 
 def _shared_terms(
-    model: RelevanceModel,
     vectors: Vectors,
     terms: np.ndarray,
-    papers: Sequence[PaperText],
+    spelled: Callable[[int], dict[str, str]],
     source: int,
     paper: int,
 ) -> list[str]:
@@ -588,15 +631,14 @@ def _shared_terms(
     if not both.nnz:
         return []
     order = np.argsort(-both.data, kind="stable")
-    text = papers[paper]
-    spelled = model.analyzer.surface(f"{text.title}. {text.abstract}")
+    words_of = spelled(paper)
     chosen: list[str] = []
     taken: set[str] = set()
     for column in both.indices[order]:
         words = str(terms[column]).rstrip("~").split(" ")
         if taken & set(words) or any(w.endswith("~") for w in words):
             continue
-        chosen.append(" ".join(spelled.get(w, w) for w in words))
+        chosen.append(" ".join(words_of.get(w, w) for w in words))
         taken.update(words)
         if len(chosen) == SHARED_TERMS:
             break

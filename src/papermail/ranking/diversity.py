@@ -48,6 +48,8 @@ def select(
     closest = np.zeros(cand.shape)
     taken = cand < 0
     safe = np.where(taken, 0, cand)
+    flat = similarity.ravel() if similarity is not None else None
+    width = similarity.shape[1] if similarity is not None else 0
     for step in range(picks.shape[1]):
         live = int(np.count_nonzero(steps > step))
         at = np.arange(live)
@@ -63,8 +65,8 @@ def select(
         if step + 1 < picks.shape[1]:
             if cover is not None:
                 novelty[:live] *= 1 - cover[at, best]
-            if similarity is not None:
-                sims = similarity[choice[:, None], safe[:live]]
+            if flat is not None:
+                sims = flat.take(choice[:, None] * width + safe[:live])  # = sim[choice, safe]
                 np.maximum(closest[:live], sims, out=closest[:live])
     return picks
 
