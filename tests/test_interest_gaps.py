@@ -101,6 +101,8 @@ def test_seed_papers_are_listed_found_and_not_found_and_each_can_be_removed(
     client.post(path + "/unfollow", data={"csrf": csrf, "author": "A. Turing"})
     assert "Stop following" not in client.get(path).text
 
+    unknown = client.post(path + "/seeds/remove", data={"csrf": csrf, "seed": "no such seed"})
+    assert unknown.status_code == 200 and seeds(engine, topic) == [(LINEAR[1], True)]
     bob = add_confirmed(engine, "bob@example.org", "state space models")
     bobs = add_interest(engine, bob, "Bob's", seeds=[LINEAR[0]])
     other = client.post(
@@ -157,6 +159,8 @@ def test_an_interest_with_seed_papers_and_no_keywords_previews_what_they_bring(
     assert typed["summary"].startswith("Based on your keywords and 2 seed papers, ")
     assert typed["items"][0]["title"] == "Sparse Mixture of Experts Routing"
     assert client.post(path + "/preview", json={"csrf": "x"}).status_code == 403
+    too_long = client.post(path + "/preview", json={"csrf": csrf, "keywords": "x" * 300})
+    assert too_long.status_code == 400 and too_long.json()["field"] == "keywords"
 
     first = first_interest(engine, ada)  # keywords only: as before
     plain = unescape(client.get(f"{manage}/interests/{first}").text)
@@ -181,6 +185,7 @@ def test_the_subscribe_form_has_a_visible_time_zone_checked_on_the_server(client
     select_tag = re.search(r"<select id=\"timezone\" name=\"timezone\"[^>]*>", page.text)
     assert select_tag and "data-auto-timezone" in select_tag.group(0), "JS may guess"
     assert '<label for="timezone">Time zone</label>' in page.text
+    assert "Digests come at 07:00 in this time zone" in page.text
     assert '<option value="UTC" selected>' in page.text, "the server's default"
     assert '<option value="Europe/Berlin">Europe/Berlin</option>' in page.text
     assert '<option value="America/Argentina/Buenos_Aires">' in page.text

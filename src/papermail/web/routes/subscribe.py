@@ -56,6 +56,7 @@ def _subscribe_page(
         "csrf": form.token(),
         "zones": zone_groups(),
         "guess_timezone": guess_timezone,
+        "send_hour": Preferences().send_hour,
     }
     keywords: tuple[str, ...] = ()
     excluded: tuple[str, ...] = ()
