@@ -408,7 +408,7 @@ def test_judgements_of_records_and_settings():
     public_relay = doctor.spf_check(
         "x.org", ["v=spf1 mx -all"], relay="93.184.216.34", allows_relay=False
     )
-    assert public_relay.status is Status.fail and "ip4:93.184.216.34" in public_relay.message
+    assert public_relay.status is Status.warn and "add ip4:93.184.216.34" in public_relay.message
     assert doctor.dmarc_check("_dmarc.x.org", ["v=DMARC1; rua=mailto:a@x.org"]).status is (
         Status.fail
     )
@@ -448,3 +448,13 @@ def test_doctor_reads_the_configuration_that_start_up_refuses(tmp_path, monkeypa
     monkeypatch.setenv("DNS_RESOLVER", dns_stub.address)
     found = lines(dns_checks(AsConfigured()))
     assert found["dkim"].status is Status.fail and "cannot read" in found["dkim"].message
+
+
+def test_spf_is_checked_on_the_verp_bounce_domain_when_there_is_one(tmp_path):
+    from papermail.doctor_probes import envelope_domain
+
+    plain = make_settings(tmp_path, mail_from=f"papermail <Digest@{DOMAIN.upper()}>")
+    assert envelope_domain(plain) == DOMAIN
+    verp = plain.model_copy(update={"bounce_domain": f"bounces.{DOMAIN}"})
+    assert envelope_domain(verp) == f"bounces.{DOMAIN}"
+    assert doctor.alignment_check(DOMAIN, None, f"bounces.{DOMAIN}").status is Status.ok

@@ -147,14 +147,14 @@ def spf_check(
     if record.all_qualifier == "+":
         return fail("spf", f"SPF at {domain} ends in +all: anyone may send as you; use -all")
     if relay is not None and allows_relay is False:
+        # A warning, not a failure: a hosted relay takes mail on one address and sends it on
+        # from others (then its `include:` is what counts), and a private one is behind NAT.
         if not ipaddress.ip_address(relay).is_global:
-            return warn(
-                "spf",
-                f"SPF at {domain} does not list the relay's address {relay} (not a public "
-                "address: make sure it lists the address your relay sends from)",
-            )
-        term = "ip6" if ":" in relay else "ip4"
-        return fail("spf", f"SPF at {domain} does not allow the relay {relay}: add {term}:{relay}")
+            hint = "not a public address: make sure SPF lists the one your relay sends from"
+        else:
+            term = "ip6" if ":" in relay else "ip4"
+            hint = f"if it sends from there, add {term}:{relay}; else include: your relay's SPF"
+        return warn("spf", f"SPF at {domain} does not pass the relay's address {relay} ({hint})")
     if record.all_qualifier is None and record.redirect is None:
         return warn("spf", f"SPF at {domain} has no `all` term: end it with -all or ~all")
     if record.all_qualifier == "?":

@@ -47,8 +47,8 @@ class AsConfigured(Settings):
 
 def envelope_domain(settings: Settings) -> str:
     """The domain SPF is checked for: the VERP bounce domain when set, else MAIL_FROM's."""
-    bounce_domain = getattr(settings, "bounce_domain", "")  # issue 14 item 1 (VERP)
-    return (bounce_domain or envelope_address(settings.mail_from).rpartition("@")[2]).lower()
+    domain = settings.bounce_domain or envelope_address(settings.mail_from).rpartition("@")[2]
+    return domain.lower()
 
 
 # --- SMTP ---------------------------------------------------------------------------------
