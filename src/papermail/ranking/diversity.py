@@ -45,30 +45,59 @@ def select(
         cover, share = aspects[0][order], aspects[1][order]
         novelty = np.ones(share.shape)
     picks = np.full((n_rows, int(steps.max(initial=0))), -1, dtype=np.intp)
-    closest = np.zeros(cand.shape)
     taken = cand < 0
     safe = np.where(taken, 0, cand)
     flat = similarity.ravel() if similarity is not None else None
     width = similarity.shape[1] if similarity is not None else 0
+    if cover is None:
+        _redundancy_only(picks, cand, gain, steps, order, safe, flat, width, 1 - lam)
+        return picks
+    closest = np.zeros(cand.shape)
     for step in range(picks.shape[1]):
         live = int(np.count_nonzero(steps > step))
         at = np.arange(live)
         value = gain[:live] - (1 - lam) * closest[:live]
-        if cover is not None:
-            fresh = (share[:live] * novelty[:live])[:, None, :]
-            value = value + lam * (cover[:live] * fresh).sum(axis=2)
+        fresh = (share[:live] * novelty[:live])[:, None, :]
+        value = value + lam * (cover[:live] * fresh).sum(axis=2)
         value[taken[:live]] = -np.inf
         best = np.argmax(value, axis=1)
         choice = cand[at, best]
         picks[order[:live], step] = choice
         taken[at, best] = True
         if step + 1 < picks.shape[1]:
-            if cover is not None:
-                novelty[:live] *= 1 - cover[at, best]
+            novelty[:live] *= 1 - cover[at, best]
             if flat is not None:
                 sims = flat.take(choice[:, None] * width + safe[:live])  # = sim[choice, safe]
                 np.maximum(closest[:live], sims, out=closest[:live])
     return picks
+
+
+def _redundancy_only(
+    picks: np.ndarray,
+    cand: np.ndarray,
+    gain: np.ndarray,
+    steps: np.ndarray,
+    order: np.ndarray,
+    safe: np.ndarray,
+    flat: np.ndarray | None,
+    width: int,
+    weight: float,
+) -> None:
+    """MMR without aspects, kept as one running value per candidate: gain - weight x the
+    highest similarity so far only ever falls, so each step is a minimum with the new pick's
+    penalty (the same floats as recomputing it), and a picked candidate is -inf for good."""
+    value = gain.copy()  # -inf past each row's candidates
+    for step in range(picks.shape[1]):
+        live = int(np.count_nonzero(steps > step))
+        at = np.arange(live)
+        best = np.argmax(value[:live], axis=1)
+        choice = cand[at, best]
+        picks[order[:live], step] = choice
+        value[at, best] = -np.inf
+        if flat is not None and step + 1 < picks.shape[1]:
+            sims = flat.take(choice[:, None] * width + safe[:live])  # = sim[choice, safe]
+            penalty = gain[:live] - weight * sims.astype(np.float64)
+            np.minimum(value[:live], penalty, out=value[:live])
 
 
 def aspect_weights(part: sp.csr_matrix, mu: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
