@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import sqlite3
 import ssl
 import threading
 import time
@@ -215,6 +216,12 @@ def migrated_database(path: Path, *, dispatch_finished: datetime | None) -> str:
     return url
 
 
+def empty_database(path: Path) -> Path:
+    """A database file without papermail's tables (never migrated)."""
+    sqlite3.connect(path).close()
+    return path
+
+
 def installation(tmp_path, relay, live_web, dns_stub, redis_url, key_pem, **overrides) -> dict:
     """Settings of a working installation, as keyword arguments."""
     key_file = tmp_path / "dkim.pem"
@@ -299,7 +306,7 @@ def test_broken_installation_names_each_fault_and_exits_non_zero(
         key_pem,
         smtp_password="wrong-password",
         secret_key="short-secret",
-        database_url=f"sqlite:///{tmp_path / 'empty.db'}",
+        database_url=f"sqlite:///{empty_database(tmp_path / 'empty.db')}",
     )
     monkeypatch.chdir(tmp_path)  # no .env
     env = {name.upper(): str(value) for name, value in values.items()}
@@ -458,3 +465,13 @@ def test_spf_is_checked_on_the_verp_bounce_domain_when_there_is_one(tmp_path):
     verp = plain.model_copy(update={"bounce_domain": f"bounces.{DOMAIN}"})
     assert envelope_domain(verp) == f"bounces.{DOMAIN}"
     assert doctor.alignment_check(DOMAIN, None, f"bounces.{DOMAIN}").status is Status.ok
+
+
+def test_a_missing_sqlite_file_is_reported_not_created(tmp_path):
+    from papermail.doctor_probes import database_checks
+
+    missing = tmp_path / "nowhere" / "papermail.db"
+    settings = make_settings(tmp_path, database_url=f"sqlite:///{missing}")
+    [line] = database_checks(settings, now=NOW)
+    assert line.status is Status.fail and f"no SQLite database at {missing}" in line.message
+    assert not missing.exists() and not missing.parent.exists()

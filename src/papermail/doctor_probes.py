@@ -13,6 +13,7 @@ import smtplib
 import socket
 import ssl
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import dns.resolver
@@ -300,6 +301,7 @@ def dns_checks(settings: Settings) -> list[Check]:
 
 
 def database_checks(settings: Settings, *, now: datetime) -> list[Check]:
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
     from sqlmodel import Session, col, select
 
@@ -307,6 +309,20 @@ def database_checks(settings: Settings, *, now: datetime) -> list[Check]:
     from papermail.migrate import current_revision, head_revision
     from papermail.models import JobRun
 
+    target = make_url(settings.resolved_database_url)
+    on_disk = target.get_backend_name() == "sqlite" and target.database not in (
+        None,
+        "",
+        ":memory:",
+    )
+    if on_disk and not Path(str(target.database)).exists():  # connecting would create it
+        return [
+            fail(
+                "database",
+                f"no SQLite database at {target.database}: run `papermail db upgrade`, or "
+                "set DATABASE_URL / VAR_DIR as the services have them",
+            )
+        ]
     engine = make_engine(settings)
     url = engine.url.render_as_string(hide_password=True)
     try:
