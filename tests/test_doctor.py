@@ -475,3 +475,22 @@ def test_a_missing_sqlite_file_is_reported_not_created(tmp_path):
     [line] = database_checks(settings, now=NOW)
     assert line.status is Status.fail and f"no SQLite database at {missing}" in line.message
     assert not missing.exists() and not missing.parent.exists()
+
+
+def test_beat_and_schema_lines_on_sqlite_and_postgresql(tmp_path, database_url):
+    from papermail.doctor_probes import database_checks
+
+    settings = make_settings(tmp_path, database_url=database_url)
+    engine = make_engine(settings)
+    create_tables(engine)
+    with session_scope(engine) as session:
+        for minutes, ok in ((30, True), (7, False), (2, True)):
+            finished = NOW - timedelta(minutes=minutes)
+            session.add(JobRun(stage="dispatch", started_at=finished, finished_at=finished, ok=ok))
+        session.add(JobRun(stage="send", started_at=NOW, finished_at=NOW, ok=True))
+    engine.dispose()
+    found = lines(database_checks(settings, now=NOW))
+    assert [c.status for c in found.values()] == [Status.ok] * 3
+    assert "last dispatch 2.0 min ago" in found["beat"].message  # the newest dispatch, not send
+    later = lines(database_checks(settings, now=NOW + timedelta(minutes=20)))
+    assert later["beat"].status is Status.fail and "22 min ago" in later["beat"].message
