@@ -347,23 +347,6 @@ class Settings(BaseSettings):
         "system's resolvers.",
     )
 
-    dkim_selector: str = Field(
-        "",
-        description="DKIM selector: papermail signs every mail with DKIM_PRIVATE_KEY_FILE "
-        "(for relays that do not sign); empty turns signing off.",
-    )
-    dkim_private_key_file: Path | None = Field(
-        None,
-        description="PEM private key for DKIM (RSA of 2048+ bits or Ed25519); "
-        "`papermail dkim keygen` writes one and prints its DNS record.",
-    )
-    dkim_domain: str = Field("", description="DKIM d= domain; empty means the From domain.")
-    dns_resolver: str = Field(
-        "",
-        description="`host:port` of the DNS server `papermail doctor` asks; empty means the "
-        "system's resolvers.",
-    )
-
     # The operator console at /admin (issue 14).
     admin_session_hours: float = Field(
         12.0, gt=0, description="Hours an operator stays logged in to /admin."
