@@ -170,30 +170,34 @@ def _top(
     """Each row's best `limits[row]` scores above `floor` (and above 0), best first, ties by
     column: a rows x width matrix of columns (-1 past a row's end) and one of their scores (-inf
     there). A sort finds each row's cut-off score (numpy's SIMD sort beats a partition); what
-    reaches it is ordered exactly."""
+    reaches it is ordered by one unsigned key per entry, score descending then column (a
+    positive float32's bits order like the float), so no stable argsort is needed."""
+    scores = scores.astype(np.float32, copy=False)
     n_rows, n = scores.shape
     limits = np.minimum(limits, n)
     ordered = np.sort(scores, axis=1)
     cut = np.where(limits > 0, ordered[np.arange(n_rows), n - np.maximum(limits, 1)], np.inf)
-    zero = scores.dtype.type(0)
-    np.maximum(cut, max(scores.dtype.type(floor), np.nextafter(zero, zero + 1)), out=cut)
-    flat = np.flatnonzero(scores >= cut[:, None])
+    lowest = max(np.float32(floor), np.nextafter(np.float32(0), np.float32(1)))
+    flat = np.flatnonzero(scores >= np.maximum(cut, lowest)[:, None])
     rows, cols = np.divmod(flat, n)
     counts = np.bincount(rows, minlength=n_rows)
     place = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
     width = int(counts.max(initial=0))
-    value = np.full((n_rows, width), -np.inf)
-    value[rows, place] = scores.ravel()[flat]
-    column = np.full((n_rows, width), -1, dtype=np.intp)
-    column[rows, place] = cols
-    order = np.argsort(-value, axis=1, kind="stable")  # equal scores stay in column order
-    value = np.take_along_axis(value, order, axis=1)
-    column = np.take_along_axis(column, order, axis=1)
+    key = np.full((n_rows, width), _NONE, dtype=np.uint64)
+    descending = ~scores.ravel()[flat].view(np.uint32)
+    key[rows, place] = (descending.astype(np.uint64) << np.uint64(32)) | cols.astype(np.uint64)
+    key.sort(axis=1)
     width = min(width, int(limits.max(initial=0)))
-    beyond = np.arange(width) >= limits[:, None]
-    value, column = value[:, :width], column[:, :width]
-    value[beyond], column[beyond] = -np.inf, -1
+    key = key[:, :width]
+    empty = (key == _NONE) | (np.arange(width) >= limits[:, None])
+    value = (~(key >> np.uint64(32)).astype(np.uint32)).view(np.float32).astype(np.float64)
+    column = (key & _LOW32).astype(np.intp)
+    value[empty], column[empty] = -np.inf, -1
     return column, value
+
+
+_NONE = np.iinfo(np.uint64).max  # an empty place in _top's keys: sorts last
+_LOW32 = np.uint64(0xFFFFFFFF)
 
 
 def _popularity(upvotes: Sequence[int | None] | None, n: int, prior: float) -> np.ndarray | None:
@@ -238,7 +242,7 @@ class _Chunk:
         """OR: 1 - exp(sum w log(1 - s)); cosine (given the rows' norms): sum w s / norm."""
         if norms is None:
             return -np.expm1(self.part @ self.block)
-        return (self.part @ -np.expm1(self.block)) / norms[:, None]
+        return (self.part @ -np.expm1(self.block)) / norms[:, None].astype(np.float32)
 
     def hits(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, ...]:
         """The phrases of each (row of the chunk, paper) pair that the paper has: (pair, phrase,
