@@ -60,6 +60,11 @@ def configure(app: Celery, settings: Settings) -> Celery:
         task_send_sent_event=settings.task_events,
         beat_schedule=build_schedule(settings),
     )
+    # Re-pointed at another broker (tests do this): drop what was made for the previous one, or
+    # a task, a control command or a result would still go there.
+    app.close()  # the connection pool
+    app.__dict__.pop("amqp", None)  # its producer pool (a cached property)
+    vars(app._local).pop("backend", None)  # the result backend, cached per thread
     runtime.use_settings(settings)
     return app
 
