@@ -194,3 +194,22 @@ def test_prefork_worker_serves_its_pool_processes_counts(
     assert ("papermail_queue_depth", (("queue", "celery"),)) in samples
     assert len(smtp_server.messages) == 2
     assert list(metrics_dir.glob("counter_*.db"))  # the pool processes wrote their counts there
+
+
+def test_a_worker_start_drops_value_files_of_an_earlier_run(tmp_path):
+    """prometheus_client wants the multiprocess directory empty at start: files of processes of
+    an earlier run would be added to this run's counts. This process's own files stay."""
+    import os
+
+    from papermail.metrics import clear_multiprocess_dir
+
+    folder = tmp_path / "prometheus"
+    settings = make_settings(tmp_path, prometheus_multiproc_dir=str(folder))
+    clear_multiprocess_dir(settings)  # creates it
+    earlier = [folder / "counter_4242.db", folder / "histogram_4243.db"]
+    mine = folder / f"counter_{os.getpid()}.db"
+    for path in [*earlier, mine]:
+        path.write_bytes(b"\0" * 8)
+    (folder / "notes.txt").write_text("not ours")
+    clear_multiprocess_dir(settings)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([mine.name, "notes.txt"])
