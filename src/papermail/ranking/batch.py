@@ -30,7 +30,7 @@ from collections.abc import (
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import chain, pairwise
+from itertools import pairwise
 
 import numpy as np
 import scipy.sparse as sp
@@ -116,8 +116,10 @@ def _rows(
     weight and negative of each keyword), each distinct one a row; a profile with ratings is
     always a row of its own. The loop is the one part of rank() per subscriber in Python."""
     seen: dict[tuple, int] = {}
-    signatures: list[tuple] = []
     of: list[int] = []
+    heads: list[int] = []  # per row: its limit, then its eligible set's number
+    keywords: list = []  # per row: phrase, weight and negative of each keyword
+    sizes: list[int] = []
     masks = _Eligible(n)
     allowed_for = (eligible or {}).get
     texts: dict[PaperText, int] = {}
@@ -128,20 +130,20 @@ def _rows(
         signature: list = [profile.limit, masks.add(allowed) if number is None else number]
         for kw in profile.keywords:
             signature += (kw.phrase, kw.weight, kw.negative)
-        frozen = tuple(signature)
         given = feedback.get(profile.key) if feedback else None
         if given:  # rated: learns on its own
-            row = len(signatures)
+            row = len(sizes)
             liked = [texts.setdefault(p, len(texts)) for p in given.liked]
             disliked = [texts.setdefault(p, len(texts)) for p in given.disliked]
             rated[row] = (np.array(liked, dtype=np.intp), np.array(disliked, dtype=np.intp))
         else:
-            row = seen.setdefault(frozen, len(signatures))
-        if row == len(signatures):
-            signatures.append(frozen)
+            row = seen.setdefault(tuple(signature), len(sizes))
+        if row == len(sizes):
+            heads += signature[:2]
+            keywords += signature[2:]
+            sizes.append(len(signature) // 3)
         of.append(row)
 
-    keywords = list(chain.from_iterable(s[2:] for s in signatures))
     typed = keywords[0::3]
     phrases = sorted({phrase.strip() for phrase in set(typed)})
     ids = {phrase: i for i, phrase in enumerate(phrases)}
@@ -149,19 +151,16 @@ def _rows(
     cols = np.fromiter(map(column.__getitem__, typed), np.intp, len(typed))
     weight = np.array(keywords[1::3], dtype=float)
     negative = np.array(keywords[2::3], dtype=bool)
-    sizes = np.fromiter((len(s) - 2 for s in signatures), np.intp, len(signatures)) // 3
-    rows = np.repeat(np.arange(len(signatures)), sizes)
+    rows = np.repeat(np.arange(len(sizes)), sizes)
     positive = ~negative & (weight > 0)  # a zero or negative weight adds nothing
-    shape = (len(signatures), len(phrases))
+    shape = (len(sizes), len(phrases))
     pos = sp.csr_matrix((weight[positive], (rows[positive], cols[positive])), shape, dtype=float)
     pos.sum_duplicates()  # the same phrase twice in a profile: weights add up
     neg = sp.csr_matrix(
         (np.ones(int(negative.sum())), (rows[negative], cols[negative])), shape, dtype=float
     )
-    heads = np.array([s[:2] for s in signatures], dtype=np.intp).reshape(-1, 2)
-    return _Rows(
-        of, phrases, pos, neg, heads[:, 0], heads[:, 1], masks.matrix(), rated, list(texts)
-    )
+    limit, mask = np.array(heads, dtype=np.intp).reshape(-1, 2).T
+    return _Rows(of, phrases, pos, neg, limit, mask, masks.matrix(), rated, list(texts))
 
 
 def _top(
