@@ -25,6 +25,14 @@ VERBS = [
     ["db"],
     ["db", "upgrade"],
     ["db", "current"],
+    ["bounces", "process"],
+    ["bounces", "serve"],
+    ["bounces", "poll"],
+    ["bounces", "list"],
+    ["admin", "create-user"],
+    ["admin", "list-users"],
+    ["doctor"],
+    ["dkim", "keygen"],
 ]
 
 
