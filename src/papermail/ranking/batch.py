@@ -630,14 +630,18 @@ def _shared_terms(
     them; a bigram's words are not named again on their own."""
     if paper < 0:
         return []
-    both = vectors.tfidf[source].multiply(vectors.tfidf[paper]).tocsr()
-    if not both.nnz:
+    x = vectors.tfidf  # CSR: two rows read off indptr, no sparse slicing per label
+    a, b = slice(*x.indptr[source : source + 2]), slice(*x.indptr[paper : paper + 2])
+    common, left, right = np.intersect1d(
+        x.indices[a], x.indices[b], assume_unique=True, return_indices=True
+    )
+    if not len(common):
         return []
-    order = np.argsort(-both.data, kind="stable")
+    weight = x.data[a][left] * x.data[b][right]
     words_of = spelled(paper)
     chosen: list[str] = []
     taken: set[str] = set()
-    for column in both.indices[order]:
+    for column in common[np.lexsort((common, -weight))]:  # heaviest first, then by column
         words = str(terms[column]).rstrip("~").split(" ")
         if taken & set(words) or any(w.endswith("~") for w in words):
             continue
