@@ -486,7 +486,8 @@ class _Picker:
         self.min_score, self.options = min_score, options
         self.norms = _norms(rows.pos, table) if options.combine == "cosine" else None
         self.popularity = _popularity(upvotes, n, options.prior)
-        self.similarity = similarity if options.diversity < 1 else None
+        # float64 once here, not per MMR step: the penalties are computed in float64
+        self.similarity = similarity.astype(np.float64) if options.diversity < 1 else None
         self.learned: dict[int, np.ndarray] = {}  # rated row -> its feedback part per paper
 
     def __call__(self, start: int, stop: int) -> tuple[np.ndarray, ...]:

@@ -96,7 +96,7 @@ def _redundancy_only(
         value[at, best] = -np.inf
         if flat is not None and step + 1 < picks.shape[1]:
             sims = flat.take(choice[:, None] * width + safe[:live])  # = sim[choice, safe]
-            penalty = gain[:live] - weight * sims.astype(np.float64)
+            penalty = gain[:live] - weight * sims.astype(np.float64, copy=False)
             np.minimum(value[:live], penalty, out=value[:live])
 
 
