@@ -112,9 +112,9 @@ def _rows(
     eligible: Mapping[Hashable, Collection[int]] | None,
     feedback: Mapping[Hashable, Feedback] | None,
 ) -> _Rows:
-    """One pass over the profiles: a signature per profile (limit, eligible set, then phrase,
-    weight and negative of each keyword), each distinct one a row; a profile with ratings is
-    always a row of its own. The loop is the one part of rank() per subscriber in Python."""
+    """One pass over the profiles: a signature per profile (limit, eligible set, keywords),
+    each distinct one a row; a profile with ratings is always a row of its own. The loop is the
+    one part of rank() per subscriber in Python."""
     seen: dict[tuple, int] = {}
     of: list[int] = []
     heads: list[int] = []  # per row: its limit, then its eligible set's number
@@ -127,9 +127,8 @@ def _rows(
     for profile in profiles:
         allowed = allowed_for(profile.key)
         number = -1 if allowed is None else masks.numbers.get(id(allowed))
-        signature: list = [profile.limit, masks.add(allowed) if number is None else number]
-        for kw in profile.keywords:
-            signature += (kw.phrase, kw.weight, kw.negative)
+        if number is None:
+            number = masks.add(allowed)
         given = feedback.get(profile.key) if feedback else None
         if given:  # rated: learns on its own
             row = len(sizes)
@@ -137,11 +136,12 @@ def _rows(
             disliked = [texts.setdefault(p, len(texts)) for p in given.disliked]
             rated[row] = (np.array(liked, dtype=np.intp), np.array(disliked, dtype=np.intp))
         else:
-            row = seen.setdefault(tuple(signature), len(sizes))
+            row = seen.setdefault((profile.limit, number, profile.keywords), len(sizes))
         if row == len(sizes):
-            heads += signature[:2]
-            keywords += signature[2:]
-            sizes.append(len(signature) // 3)
+            heads += (profile.limit, number)
+            for kw in profile.keywords:
+                keywords += kw  # phrase, weight, negative
+            sizes.append(len(profile.keywords))
         of.append(row)
 
     typed = keywords[0::3]
