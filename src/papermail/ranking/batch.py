@@ -241,22 +241,30 @@ class _Chunk:
             return -np.expm1(self.part @ self.block)
         return (self.part @ -np.expm1(self.block)) / norms[:, None].astype(np.float32)
 
-    def hits(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The phrases of each (row of the chunk, paper) pair that the paper has: (pair, phrase,
-        weight), by pair then phrase."""
+    def fingerprints(self, rows: np.ndarray, cols: np.ndarray, spread: np.ndarray) -> np.ndarray:
+        """Two independent 64-bit hashes per (row of the chunk, paper) pair of the phrases (and
+        weights) of the row that the paper has: a 2 x pairs array. `spread` holds two random
+        numbers per phrase; a pair's hash is the sum of its hits' (so order does not matter)."""
         pair, slot = _expand(self.part.indptr, rows)
         local = self.part.indices[slot]
         hit = self.block[local, cols[pair]] != 0  # log(1 - s) < 0 wherever s > 0
-        return pair[hit], self.used[local[hit]], self.weights[slot[hit]]
+        pair, phrase, weight = pair[hit], self.used[local[hit]], self.weights[slot[hit]]
+        sums = np.zeros((2, len(rows)), dtype=np.uint64)
+        if len(pair):
+            starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+            for h in (0, 1):
+                salted = spread[h][phrase] ^ (weight.view(np.uint64) * _ODD[h])
+                sums[h, pair[starts]] = np.add.reduceat(salted, starts)
+        return sums
 
 
 class _Matches:
     """Match objects for picked (row, paper) pairs, one object per distinct match.
 
     A match is its paper, its score and the (phrase, weight) pairs that found it (the phrase
-    table says the rest: where, via, exact, share). A 64-bit hash of those groups the pairs, and
-    each pair is checked against its group's first, so a hash collision costs sharing, never a
-    wrong reason. Pairs of rated rows (feedback reasons) are never shared."""
+    table says the rest: where, via, exact, share). Pairs share a Match when paper, score and
+    two independent 64-bit hashes of those pairs agree (see _groups). Pairs of rated rows
+    (feedback reasons) are never shared."""
 
     def __init__(
         self,
@@ -274,13 +282,13 @@ class _Matches:
         rows: np.ndarray,
         cols: np.ndarray,
         values: np.ndarray,
-        hits: tuple[np.ndarray, ...],
+        prints: np.ndarray,
         learned: Mapping[int, np.ndarray],
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per pair, its Match (None for a pair nothing explains, which no positive score is),
         and whether it has one."""
         alone = np.isin(rows, np.fromiter(learned, np.intp, len(learned)))
-        group, first = _groups(cols, values, hits, alone)
+        group, first = _groups(cols, values, prints, alone)
         explained = self._explain(rows[first], cols[first])
         made: list[Match | None] = []
         heads = (rows[first].tolist(), cols[first].tolist(), values[first].tolist())
@@ -344,26 +352,19 @@ class _Matches:
 
 
 def _groups(
-    cols: np.ndarray, values: np.ndarray, hits: tuple[np.ndarray, ...], alone: np.ndarray
+    cols: np.ndarray, values: np.ndarray, prints: np.ndarray, alone: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs with the same paper, score and hits (phrase, weight): per pair its group, per group
-    its first pair. `alone` pairs get a group of their own.
+    """Pairs with the same paper, score and hits: per pair its group, per group its first pair.
+    `alone` pairs get a group of their own.
 
-    A 64-bit hash per pair (a random number per phrase, summed over its hits, mixed with paper
-    and score) is sorted with the pair's number in its low bits (a plain sort is 4x an argsort);
-    the first pair of each hash represents it, and a pair that differs from its representative
-    (a collision) is a group of its own."""
-    pair, phrase, weight = hits
+    The first hash of the hits, mixed with paper and score, is sorted with the pair's number in
+    its low bits (a plain sort is 4x an argsort); the first pair of each key represents it, and
+    a pair joins its representative only if paper, score and both hashes agree. Showing a wrong
+    reason would take two independent 64-bit hashes of different hit sets colliding at once
+    (about 2^-128 per pair); a collision of the first alone only costs sharing."""
     n = len(cols)
-    counts = np.bincount(pair, minlength=n)
-    starts = np.cumsum(counts) - counts
-    sums = np.zeros(n, dtype=np.uint64)
-    if len(pair):
-        spread = np.random.default_rng(0).integers(0, 2**63, int(phrase.max()) + 1, np.int64)
-        mixed = spread.view(np.uint64)[phrase] ^ (weight.view(np.uint64) * _ODD[0])
-        found = counts > 0
-        sums[found] = np.add.reduceat(mixed, starts[found])
-    key = _mix(sums ^ (cols.astype(np.uint64) * _ODD[1]) ^ (values.view(np.uint64) * _ODD[2]))
+    first, second = prints
+    key = _mix(first ^ (cols.astype(np.uint64) * _ODD[2]) ^ (values.view(np.uint64) * _ODD[3]))
     low = np.uint64((1 << max(n - 1, 1).bit_length()) - 1)
     packed = np.sort((key & ~low) | np.arange(n, dtype=np.uint64))
     order, high = (packed & low).astype(np.intp), packed & ~low
@@ -372,14 +373,9 @@ def _groups(
     np.not_equal(high[1:], high[:-1], out=new[1:])
     rep = np.empty(n, dtype=np.intp)
     rep[order] = order[new][np.cumsum(new) - 1]
-    same = (cols == cols[rep]) & (values == values[rep]) & (counts == counts[rep])
+    same = (cols == cols[rep]) & (values == values[rep])
+    same &= (first == first[rep]) & (second == second[rep])
     same &= ~alone & ~alone[rep]
-    if len(pair):
-        at = np.minimum(starts[rep][pair] + np.arange(len(pair)) - starts[pair], len(pair) - 1)
-        differs = phrase != phrase[at]
-        if not (weight == weight[0]).all():
-            differs |= weight != weight[at]
-        same &= np.bincount(pair[differs], minlength=n) == 0
     own = np.where(same, rep, np.arange(n))
     heads = own == np.arange(n)
     return (np.cumsum(heads) - 1)[own], np.flatnonzero(heads)
@@ -389,6 +385,7 @@ _ODD = (  # odd 64-bit constants: each field of a key spread before they are com
     np.uint64(0x9E3779B97F4A7C15),
     np.uint64(0xC2B2AE3D27D4EB4F),
     np.uint64(0x165667B19E3779F9),
+    np.uint64(0xD6E8FEB86659FD93),
 )
 
 
@@ -489,10 +486,13 @@ class _Picker:
         # float64 once here, not per MMR step: the penalties are computed in float64
         self.similarity = similarity.astype(np.float64) if options.diversity < 1 else None
         self.learned: dict[int, np.ndarray] = {}  # rated row -> its feedback part per paper
+        # two random numbers per phrase: the hashes of a pick's hits (_Chunk.fingerprints)
+        seeds = np.random.default_rng(0).integers(0, 2**63, (2, len(rows.phrases)), np.int64)
+        self.spread = seeds.view(np.uint64)
 
     def __call__(self, start: int, stop: int) -> tuple[np.ndarray, ...]:
-        """(row, paper, score) of the picks of rows start..stop, by row then pick order, and
-        (pick, phrase, weight) of the phrases each picked paper has."""
+        """(row, paper, score) of the picks of rows start..stop, by row then pick order, and the
+        two hashes of the phrases each picked paper has (2 x picks)."""
         rows, options, n = self.rows, self.options, self.n
         chunk = _Chunk.of(rows.pos, self.table.log_miss, start, stop)
         scores = chunk.scores(None if self.norms is None else self.norms[start:stop])
@@ -539,7 +539,7 @@ class _Picker:
         picked = np.flatnonzero(choice >= 0)
         row, col = picked // choice.shape[1], choice.ravel()[picked]
         best = np.minimum(scores[row, col], 1.0).astype(float)
-        return (row + start, col, best, *chunk.hits(row, col))
+        return row + start, col, best, chunk.fingerprints(row, col, self.spread)
 
 
 def _rank(
@@ -564,13 +564,12 @@ def _rank(
     pick = _Picker(rows, table, vectors, n, min_score, options, upvotes, similarity)
     total, step = len(rows.limits), max(chunk_size, 1)
     parts = [pick(start, min(start + step, total)) for start in range(0, total, step)]
-    offsets = np.cumsum([0] + [len(part[0]) for part in parts[:-1]])
-    for part, offset in zip(parts, offsets, strict=True):
-        part[3][:] += offset  # pick numbers, from the chunk's to the batch's
-    pair_rows, cols, values, *hits = (np.concatenate(column) for column in zip(*parts, strict=True))
+    pair_rows, cols, values, prints = (
+        np.concatenate(column, axis=-1) for column in zip(*parts, strict=True)
+    )
     label = _labeller(model, rows.phrases, papers, vectors)
     matches, explained = _Matches(table, rows.pos, options.combine == "cosine", label)(
-        pair_rows, cols, values, tuple(hits), pick.learned
+        pair_rows, cols, values, prints, pick.learned
     )
     matches, pair_rows = matches[explained].tolist(), pair_rows[explained]
     bounds = np.searchsorted(pair_rows, np.arange(total + 1))
