@@ -483,8 +483,7 @@ class _Picker:
         self.min_score, self.options = min_score, options
         self.norms = _norms(rows.pos, table) if options.combine == "cosine" else None
         self.popularity = _popularity(upvotes, n, options.prior)
-        # float64 once here, not per MMR step: the penalties are computed in float64
-        self.similarity = similarity.astype(np.float64) if options.diversity < 1 else None
+        self.similarity = similarity if options.diversity < 1 else None
         self.learned: dict[int, np.ndarray] = {}  # rated row -> its feedback part per paper
         # two random numbers per phrase: the hashes of a pick's hits (_Chunk.fingerprints)
         seeds = np.random.default_rng(0).integers(0, 2**63, (2, len(rows.phrases)), np.int64)
