@@ -95,6 +95,7 @@ class _Eligible:
 class _Rows:
     """The batch's distinct profiles (rows) and, per profile, which row it is."""
 
+    keys: list[Hashable]  # per profile, its key
     of: list[int]  # per profile, its row
     phrases: list[str]  # unique stripped phrases, sorted: a row's arithmetic is batch-independent
     pos: sp.csr_matrix  # rows x phrases: positive weights
@@ -124,12 +125,13 @@ def _rows(
     allowed_for = (eligible or {}).get
     texts: dict[PaperText, int] = {}
     rated: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for profile in profiles:
-        allowed = allowed_for(profile.key)
+    keys = [profile.key for profile in profiles]
+    for profile, key in zip(profiles, keys, strict=True):
+        allowed = allowed_for(key)
         number = -1 if allowed is None else masks.numbers.get(id(allowed))
         if number is None:
             number = masks.add(allowed)
-        given = feedback.get(profile.key) if feedback else None
+        given = feedback.get(key) if feedback else None
         if given:  # rated: learns on its own
             row = len(sizes)
             liked = [texts.setdefault(p, len(texts)) for p in given.liked]
@@ -160,7 +162,7 @@ def _rows(
         (np.ones(int(negative.sum())), (rows[negative], cols[negative])), shape, dtype=float
     )
     limit, mask = np.array(heads, dtype=np.intp).reshape(-1, 2).T
-    return _Rows(of, phrases, pos, neg, limit, mask, masks.matrix(), rated, list(texts))
+    return _Rows(keys, of, phrases, pos, neg, limit, mask, masks.matrix(), rated, list(texts))
 
 
 def _top(
@@ -243,18 +245,17 @@ class _Chunk:
 
     def fingerprints(self, rows: np.ndarray, cols: np.ndarray, spread: np.ndarray) -> np.ndarray:
         """Two independent 64-bit hashes per (row of the chunk, paper) pair of the phrases (and
-        weights) of the row that the paper has: a 2 x pairs array. `spread` holds two random
+        weights) of the row that the paper has: a pairs x 2 array. `spread` holds two random
         numbers per phrase; a pair's hash is the sum of its hits' (so order does not matter)."""
         pair, slot = _expand(self.part.indptr, rows)
         local = self.part.indices[slot]
         hit = self.block[local, cols[pair]] != 0  # log(1 - s) < 0 wherever s > 0
         pair, phrase, weight = pair[hit], self.used[local[hit]], self.weights[slot[hit]]
-        sums = np.zeros((2, len(rows)), dtype=np.uint64)
+        sums = np.zeros((len(rows), 2), dtype=np.uint64)
         if len(pair):
             starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
-            for h in (0, 1):
-                salted = spread[h][phrase] ^ (weight.view(np.uint64) * _ODD[h])
-                sums[h, pair[starts]] = np.add.reduceat(salted, starts)
+            salted = spread[phrase] ^ (weight.view(np.uint64)[:, None] * _SALT)
+            sums[pair[starts]] = np.add.reduceat(salted, starts, axis=0)
         return sums
 
 
@@ -363,7 +364,7 @@ def _groups(
     reason would take two independent 64-bit hashes of different hit sets colliding at once
     (about 2^-128 per pair); a collision of the first alone only costs sharing."""
     n = len(cols)
-    first, second = prints
+    first, second = prints.T
     key = _mix(first ^ (cols.astype(np.uint64) * _ODD[2]) ^ (values.view(np.uint64) * _ODD[3]))
     low = np.uint64((1 << max(n - 1, 1).bit_length()) - 1)
     packed = np.sort((key & ~low) | np.arange(n, dtype=np.uint64))
@@ -387,15 +388,18 @@ _ODD = (  # odd 64-bit constants: each field of a key spread before they are com
     np.uint64(0x165667B19E3779F9),
     np.uint64(0xD6E8FEB86659FD93),
 )
+_SALT = np.array(_ODD[:2])  # a weight's part in each of a pick's two hashes
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer: spreads every input bit over the whole 64-bit hash."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    """splitmix64's finalizer, in place (give it a fresh array): spreads every input bit over
+    the whole 64-bit hash."""
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
 
 
 def _similarity(vectors: Vectors, n: int) -> np.ndarray:
@@ -486,12 +490,12 @@ class _Picker:
         self.similarity = similarity if options.diversity < 1 else None
         self.learned: dict[int, np.ndarray] = {}  # rated row -> its feedback part per paper
         # two random numbers per phrase: the hashes of a pick's hits (_Chunk.fingerprints)
-        seeds = np.random.default_rng(0).integers(0, 2**63, (2, len(rows.phrases)), np.int64)
+        seeds = np.random.default_rng(0).integers(0, 2**63, (len(rows.phrases), 2), np.int64)
         self.spread = seeds.view(np.uint64)
 
     def __call__(self, start: int, stop: int) -> tuple[np.ndarray, ...]:
         """(row, paper, score) of the picks of rows start..stop, by row then pick order, and the
-        two hashes of the phrases each picked paper has (2 x picks)."""
+        two hashes of the phrases each picked paper has (picks x 2)."""
         rows, options, n = self.rows, self.options, self.n
         chunk = _Chunk.of(rows.pos, self.table.log_miss, start, stop)
         scores = chunk.scores(None if self.norms is None else self.norms[start:stop])
@@ -564,7 +568,7 @@ def _rank(
     total, step = len(rows.limits), max(chunk_size, 1)
     parts = [pick(start, min(start + step, total)) for start in range(0, total, step)]
     pair_rows, cols, values, prints = (
-        np.concatenate(column, axis=-1) for column in zip(*parts, strict=True)
+        np.concatenate(column) for column in zip(*parts, strict=True)
     )
     label = _labeller(model, rows.phrases, papers, vectors)
     matches, explained = _Matches(table, rows.pos, options.combine == "cosine", label)(
@@ -574,7 +578,7 @@ def _rank(
     bounds = np.searchsorted(pair_rows, np.arange(total + 1))
     of = np.asarray(rows.of, dtype=np.intp)
     spans = map(slice, bounds[of].tolist(), bounds[of + 1].tolist())
-    return dict(zip((p.key for p in profiles), map(matches.__getitem__, spans), strict=True))
+    return dict(zip(rows.keys, map(matches.__getitem__, spans), strict=True))
 
 
 RELATED_PREFIX = "like “"  # a reason "like “<title>”": the feedback paper a match resembles
