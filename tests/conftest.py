@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -85,10 +86,9 @@ class SMTPServer:
             return list(self.handler.messages)
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SMTPServer]:
-    """A real SMTP server (aiosmtpd) on a free local port, collecting what it receives."""
-    handler = CollectingHandler()
+@contextmanager
+def running_smtp(handler: CollectingHandler) -> Iterator[SMTPServer]:
+    """A real SMTP server (aiosmtpd) on a free local port with `handler`, for a block."""
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
@@ -96,6 +96,13 @@ def smtp_server() -> Iterator[SMTPServer]:
         yield SMTPServer("127.0.0.1", port, handler)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SMTPServer]:
+    """A real SMTP server (aiosmtpd) on a free local port, collecting what it receives."""
+    with running_smtp(CollectingHandler()) as server:
+        yield server
 
 
 # --- Redis, PostgreSQL and papermail settings over them -------------------------------------

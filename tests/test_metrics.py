@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import redis
-from aiosmtpd.controller import Controller
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session, select
 
@@ -18,7 +17,7 @@ from papermail.db import create_tables, make_engine
 from papermail.models import JobRun
 from papermail.services import delivery, digests
 from papermail.services.ingest import ingest_sources
-from tests.conftest import CollectingHandler, SMTPServer, free_port, make_settings
+from tests.conftest import CollectingHandler, SMTPServer, free_port, make_settings, running_smtp
 from tests.test_celery_worker import running_worker
 from tests.test_web_support import add_confirmed, client_for, seed_papers
 
@@ -50,14 +49,8 @@ class RefusingHandler(CollectingHandler):
 
 @pytest.fixture
 def refusing_smtp() -> Iterator[SMTPServer]:
-    handler = RefusingHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SMTPServer("127.0.0.1", port, handler)
-    finally:
-        controller.stop()
+    with running_smtp(RefusingHandler()) as server:
+        yield server
 
 
 @pytest.fixture
