@@ -213,6 +213,26 @@ def _report_part(message: Message, ctype: str) -> Message | None:
     return None
 
 
+def _dsn_report(
+    kind: BounceKind,
+    recipient: str,
+    original: str | None,
+    report_id: str,
+    status: str | None,
+    detail: str | None,
+) -> BounceReport:
+    """A delivery failure (RFC 3464 or read by flufl.bounce), once per report and recipient."""
+    return BounceReport(
+        kind=kind,
+        recipient=recipient,
+        source="dsn",
+        fingerprint=fingerprint("dsn", original or report_id, recipient, kind),
+        message_id=original,
+        status_code=status,
+        detail=detail,
+    )
+
+
 def _dsn_reports(message: Message, report_id: str) -> list[BounceReport]:
     part = _report_part(message, "message/delivery-status")
     if part is None:
@@ -237,15 +257,7 @@ def _dsn_reports(message: Message, report_id: str) -> list[BounceReport]:
         else:
             continue
         reports.append(
-            BounceReport(
-                kind=kind,
-                recipient=recipient,
-                source="dsn",
-                fingerprint=fingerprint("dsn", original or report_id, recipient, kind),
-                message_id=original,
-                status_code=status,
-                detail=_short(diagnostic or action),
-            )
+            _dsn_report(kind, recipient, original, report_id, status, _short(diagnostic or action))
         )
     return reports
 
@@ -322,15 +334,7 @@ def _heuristic_reports(message: Message, report_id: str) -> list[BounceReport]:
                 continue
             detail = _line_about(text, recipient)
             reports.append(
-                BounceReport(
-                    kind=kind,
-                    recipient=recipient,
-                    source="dsn",
-                    fingerprint=fingerprint("dsn", original or report_id, recipient, kind),
-                    message_id=original,
-                    status_code=_status(detail or ""),
-                    detail=detail,
-                )
+                _dsn_report(kind, recipient, original, report_id, _status(detail or ""), detail)
             )
     return reports
 
