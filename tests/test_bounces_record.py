@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 from sqlmodel import Session, select
 
@@ -22,24 +21,11 @@ from papermail.models import (
     Subscriber,
 )
 from papermail.services.bounces import record_reports
-from papermail.services.subscriptions import Preferences, add_subscriber
 from papermail.services.today import TodayKind, resume_after_bounces, today_of
-from tests.bounces_support import sent_digest
+from tests.bounces_support import DOMAIN, SAMPLES, sent_digest, subscribe, subscriber
 
-SAMPLES = Path(__file__).parent / "data" / "bounces"
-DOMAIN = "bounce.papermail.test"
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 YESTERDAY = NOW.date() - timedelta(days=1)
-
-
-def subscribe(engine, *emails: str) -> list[int]:
-    with session_scope(engine) as session:
-        rows = [
-            add_subscriber(session, email=e, prefs=Preferences(keywords=("llm",)), confirmed=True)
-            for e in emails
-        ]
-        session.flush()
-        return [row.id for row in rows]
 
 
 def pending_digest(engine, subscriber_id: int, day: date = NOW.date()) -> int:
@@ -50,11 +36,6 @@ def pending_digest(engine, subscriber_id: int, day: date = NOW.date()) -> int:
         session.flush()
         session.add(Delivery(digest_id=digest.id, message_id=f"<d{digest.id}@papermail.test>"))
         return digest.id
-
-
-def subscriber(engine, subscriber_id: int) -> Subscriber:
-    with Session(engine) as session:
-        return session.get(Subscriber, subscriber_id)
 
 
 def delivery_status(engine, digest_id: int) -> str:
