@@ -10,6 +10,7 @@ Every action is a POST with the manage page's CSRF token; the services in
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
@@ -61,6 +62,40 @@ def _posted(
     subscriber, _ = open_link(web, session, Purpose.manage, token)
     require_csrf(web, token, csrf)
     return subscriber, _topic(session, subscriber, topic_id)
+
+
+def _refused(
+    web: Web,
+    session: Session,
+    subscriber: Subscriber,
+    token: str,
+    topic_id: int,
+    field: str,
+    exc: InvalidInput,
+    form: dict[str, str] | None = None,
+) -> Response:
+    """The interest page again (400) with what was refused, its changes rolled back."""
+    session.rollback()
+    topic = _topic(session, subscriber, topic_id)
+    return _interest_page(
+        web, session, subscriber, token, topic, errors={field: str(exc)}, form=form, status=400
+    )
+
+
+def _take_off(
+    web: Web,
+    token: str,
+    csrf: str,
+    topic_id: int,
+    take_off: Callable[[Session, Topic, Sequence[str]], object],
+    item: str,
+    notice: str,
+) -> Response:
+    """One item (a followed author, a seed paper) off an interest, then back to its page."""
+    with session_scope(web.engine) as session:
+        _, topic = _posted(web, session, token, csrf, topic_id)
+        take_off(session, topic, [item])
+    return see_other(f"/manage/{token}/interests/{topic_id}?n={notice}")
 
 
 def _lines(text: str) -> list[str]:
@@ -346,17 +381,8 @@ async def add_seeds(
                 session, subscriber, topic.name, seeds=_lines(seeds), seed_file_text=text
             )
         except InvalidInput as exc:
-            session.rollback()
-            topic = _topic(session, subscriber, topic_id)
-            return _interest_page(
-                web,
-                session,
-                subscriber,
-                token,
-                topic,
-                errors={"seeds": str(exc)},
-                form={"seeds": seeds},
-                status=400,
+            return _refused(
+                web, session, subscriber, token, topic_id, "seeds", exc, {"seeds": seeds}
             )
         found = sum(r.found for r in result.seeds)
         notice = f"{found} of {len(result.seeds)} seed papers found in the collected papers."
@@ -381,11 +407,7 @@ def follow(
                 raise InvalidInput("type an author's name", field="follow")
             interests.follow_authors(session, topic, names)
         except InvalidInput as exc:
-            session.rollback()
-            topic = _topic(session, subscriber, topic_id)
-            return _interest_page(
-                web, session, subscriber, token, topic, errors={"follow": str(exc)}, status=400
-            )
+            return _refused(web, session, subscriber, token, topic_id, "follow", exc)
     return see_other(f"/manage/{token}/interests/{topic_id}?n=followed")
 
 
@@ -397,10 +419,7 @@ def unfollow(
     csrf: CsrfField = "",
     author: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    with session_scope(web.engine) as session:
-        _, topic = _posted(web, session, token, csrf, topic_id)
-        interests.unfollow_authors(session, topic, [author])
-    return see_other(f"/manage/{token}/interests/{topic_id}?n=unfollowed")
+    return _take_off(web, token, csrf, topic_id, interests.unfollow_authors, author, "unfollowed")
 
 
 @router.post("/interests/{topic_id}/seeds/remove")
@@ -412,10 +431,9 @@ def remove_seed(
     seed: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
     """One seed paper off this interest (as given: an arXiv id, URL or title)."""
-    with session_scope(web.engine) as session:
-        _, topic = _posted(web, session, token, csrf, topic_id)
-        interests.remove_seeds(session, topic, [seed])
-    return see_other(f"/manage/{token}/interests/{topic_id}?n=seed_removed#seeds-title")
+    return _take_off(
+        web, token, csrf, topic_id, interests.remove_seeds, seed, "seed_removed#seeds-title"
+    )
 
 
 @router.post("/interests/{topic_id}/keywords")
@@ -433,11 +451,7 @@ def add_keyword(
         try:
             interests.save_interest(session, subscriber, topic.name, keywords=[*have, keyword])
         except InvalidInput as exc:
-            session.rollback()
-            topic = _topic(session, subscriber, topic_id)
-            return _interest_page(
-                web, session, subscriber, token, topic, errors={"keywords": str(exc)}, status=400
-            )
+            return _refused(web, session, subscriber, token, topic_id, "keywords", exc)
     return see_other(f"/manage/{token}/interests/{topic_id}?n=added")
 
 
