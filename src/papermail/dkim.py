@@ -68,6 +68,18 @@ class SigningKey:
         return f"v=DKIM1; k={self.key_type}; p={self.public}"
 
 
+def _key_bytes(
+    key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey,
+    private: tuple[serialization.Encoding, serialization.PrivateFormat],
+    public: tuple[serialization.Encoding, serialization.PublicFormat],
+) -> tuple[bytes, bytes]:
+    """The private key (unencrypted) and its public key, each in the encoding and format given."""
+    return (
+        key.private_bytes(*private, serialization.NoEncryption()),
+        key.public_key().public_bytes(*public),
+    )
+
+
 def load_key(pem: bytes) -> SigningKey:
     """Parse a PEM private key (RSA of 2048 bits or more, or Ed25519); refuse anything else."""
     try:
@@ -79,23 +91,17 @@ def load_key(pem: bytes) -> SigningKey:
             raise DkimKeyError(
                 f"an RSA key of {key.key_size} bits: receivers want {MIN_RSA_BITS} or more"
             )
-        private = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-        public = key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        private, public = _key_bytes(
+            key,
+            (serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL),
+            (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
         )
         return SigningKey(b"rsa-sha256", private, "rsa", base64.b64encode(public).decode(), key)
     if isinstance(key, ed25519.Ed25519PrivateKey):
-        seed = key.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-        public = key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        seed, public = _key_bytes(
+            key,
+            (serialization.Encoding.Raw, serialization.PrivateFormat.Raw),
+            (serialization.Encoding.Raw, serialization.PublicFormat.Raw),
         )
         return SigningKey(
             b"ed25519-sha256", base64.b64encode(seed), "ed25519", base64.b64encode(public).decode()
