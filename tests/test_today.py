@@ -66,9 +66,15 @@ def test_paused_snoozed_suspended_weekly_and_retrying():
     snoozed = why_no_digest(reader(snoozed_until=date(2026, 12, 20)), now=LATE)
     assert snoozed.kind is TodayKind.snoozed
     assert "Snoozed until 2026-12-20. Next send: Sun 2026-12-20 07:00" in snoozed.text
-    suspended = why_no_digest(reader(suspended_at=LATE - timedelta(days=3)), now=LATE)
+    bounced = reader(suspended_at=LATE - timedelta(days=3), hard_bounces=3)
+    suspended = why_no_digest(bounced, now=LATE)
     assert suspended.kind is TodayKind.suspended and suspended.can_resume
     assert "Suspended after bounces since 2026-11-29" in suspended.text
+    reported = why_no_digest(reader(suspended_at=LATE, bounce_score=1.0), now=LATE)
+    assert reported.can_resume and "after bounces" in reported.text  # a report that came later
+    by_operator = why_no_digest(reader(suspended_at=LATE - timedelta(days=3)), now=LATE)
+    assert by_operator.kind is TodayKind.suspended and not by_operator.can_resume
+    assert "Suspended by the operator since 2026-11-29" in by_operator.text
     weekly = why_no_digest(reader(frequency=Frequency.weekly, weekly_day=0), now=LATE)
     assert weekly.kind is TodayKind.not_today
     assert "weekly digests come on Monday. Next send: Mon 2026-12-07 07:00" in weekly.text
@@ -115,6 +121,24 @@ def test_manage_page_says_why_and_resumes_after_bounces(settings, engine, ada):
     with Session(engine) as session:
         row = session.get(Subscriber, ada.id)
         assert row.suspended_at is None and row.hard_bounces == 0
+
+
+def test_a_reader_cannot_lift_the_operators_suspension(settings, engine, ada):
+    with session_scope(engine) as session:
+        row = session.get(Subscriber, ada.id)
+        row.suspended_at = datetime.now(UTC)  # no bounces: the operator suspended them
+        session.add(row)
+    path = f"/manage/{token_for(settings, Purpose.manage, ada)}"
+    with client_for(settings, engine) as client:
+        page = client.get(path)
+        text = unescape(page.text)
+        assert "Suspended by the operator since" in text and "Resume digests" not in text
+        done = client.post(
+            path + "/resume", data={"csrf": csrf_of(page.text)}, follow_redirects=True
+        )
+        assert "only they can resume them" in unescape(done.text)
+    with Session(engine) as session:
+        assert session.get(Subscriber, ada.id).suspended_at is not None
 
 
 def test_manage_page_and_status_email_agree_on_a_sent_digest(settings, engine, ada, tmp_path):

@@ -31,7 +31,7 @@ from papermail.models import (
 from papermail.services import feedback as feedback_service
 from papermail.services import interests as interests_service
 from papermail.services.console import Page, events_of, page_bounds
-from papermail.services.today import Today, resume_after_bounces, today_of
+from papermail.services.today import Today, clear_suspension, today_of
 
 
 class State(StrEnum):
@@ -129,10 +129,7 @@ def suspend(session: Session, subscriber: Subscriber, *, now: datetime) -> None:
 
 def resume(session: Session, subscriber: Subscriber) -> None:
     """Digests resume, and the bounce history that led to a suspension is forgotten."""
-    resume_after_bounces(session, subscriber)
-    subscriber.bounce_score = 0.0
-    subscriber.last_bounce_on = None
-    session.add(subscriber)
+    clear_suspension(session, subscriber)
 
 
 @dataclass(frozen=True)

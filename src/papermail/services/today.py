@@ -139,12 +139,18 @@ def why_no_digest(
                 TodayKind.failed, f"Delivery failed: {delivery.last_error or 'no reason given'}."
             )
         # cancelled because a bounce report suspended the address: say that, below
-    if subscriber.suspended_at is not None:
+    if subscriber.suspended_at is not None and suspended_for_bounces(subscriber):
         return state(
             TodayKind.suspended,
             f"Suspended after bounces since {subscriber.suspended_at:%Y-%m-%d}: "
             "mail to this address kept bouncing.",
             can_resume=True,
+        )
+    if subscriber.suspended_at is not None:
+        return state(
+            TodayKind.suspended,
+            f"Suspended by the operator since {subscriber.suspended_at:%Y-%m-%d}: "
+            "they can resume it.",
         )
     if subscriber.frequency == Frequency.paused:
         return state(TodayKind.paused, "Paused: no digests until you choose daily or weekly.")
@@ -177,8 +183,23 @@ def today_of(session: Session, subscriber: Subscriber, now: datetime) -> Today:
     return why_no_digest(subscriber, now=now, digest=digest, delivery=delivery)
 
 
-def resume_after_bounces(session: Session, subscriber: Subscriber) -> None:
-    """The reader says the address works again: digests resume, the bounce count restarts."""
+def suspended_for_bounces(subscriber: Subscriber) -> bool:
+    """Whether bounces (in the SMTP session or reported later) stopped the digests, rather
+    than the operator: only then may the reader resume them."""
+    return subscriber.hard_bounces > 0 or subscriber.bounce_score > 0
+
+
+def resume_after_bounces(session: Session, subscriber: Subscriber) -> bool:
+    """The reader says the address works again: digests resume, the bounce count restarts.
+    A suspension by the operator is theirs to lift: False, nothing changes."""
+    if subscriber.suspended_at is not None and not suspended_for_bounces(subscriber):
+        return False
+    clear_suspension(session, subscriber)
+    return True
+
+
+def clear_suspension(session: Session, subscriber: Subscriber) -> None:
+    """Digests resume and the bounce history is forgotten (the operator's resume, too)."""
     subscriber.suspended_at = None
     subscriber.hard_bounces = 0
     subscriber.bounce_score = 0.0  # the reports that arrived later (services.bounces) too

@@ -49,6 +49,8 @@ NOTICES = {
     "resubscribed": "Welcome back: you're subscribed again.",
     "added": "Added to your keywords. The preview shows what they bring now.",
     "resumed_bounces": "Resumed: digests are sent to this address again.",
+    "operator_suspended": "Digests to this address were stopped by the operator of this "
+    "papermail: only they can resume them.",
     "interest_removed": "Interest removed. Your ratings and past digests stay.",
     "imported": "Imported: the file's interests, seed papers, authors and ratings are yours now.",
 }
@@ -275,8 +277,8 @@ def resume(token: str, web: WebDep, csrf: CsrfField = "") -> Response:
     with session_scope(web.engine) as session:
         subscriber, _ = open_link(web, session, Purpose.manage, token)
         require_csrf(web, token, csrf)
-        resume_after_bounces(session, subscriber)
-    return see_other(f"/manage/{token}?n=resumed_bounces")
+        resumed = resume_after_bounces(session, subscriber)
+    return see_other(f"/manage/{token}?n={'resumed_bounces' if resumed else 'operator_suspended'}")
 
 
 @router.post("/resubscribe")
