@@ -20,7 +20,7 @@ from papermail.db import session_scope
 from papermail.models import Digest, DigestItem, Interest, Paper, Rating, SavedPaper, Subscriber
 from papermail.services import interests
 from papermail.tokens import Purpose
-from tests.test_web_support import add_confirmed, client_for, csrf_of, seed_papers, token_for
+from tests.test_web_support import add_confirmed, csrf_of, seeded_client, token_for
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LINEAR = ("2611.00000", "2611.00001")  # "Linear Attention Transformers...", "Gated Linear..."
@@ -28,8 +28,7 @@ LINEAR = ("2611.00000", "2611.00001")  # "Linear Attention Transformers...", "Ga
 
 @pytest.fixture
 def client(settings, engine) -> Iterator[TestClient]:
-    seed_papers(engine, now=NOW)
-    with client_for(settings, engine) as test_client:
+    with seeded_client(settings, engine, now=NOW) as test_client:
         yield test_client
 
 

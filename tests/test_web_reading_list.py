@@ -5,32 +5,21 @@ manage link, removing, BibTeX export, the list's own Atom feed, on SQLite and Po
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from html import unescape
 
 import bibtexparser
 import feedparser
-import pytest
-from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from papermail.models import DigestItem, Paper, Rating, SavedPaper, Subscriber
+from papermail.models import DigestItem, Paper, Rating, SavedPaper
 from papermail.services import reading_list
 from papermail.tokens import Purpose
 from tests.test_web_feedback import NOW, mail_day
-from tests.test_web_support import BASE, add_confirmed, client_for, csrf_of, seed_papers, token_for
+from tests.test_web_feedback import ada as ada_fixture
+from tests.test_web_feedback import client as client_fixture
+from tests.test_web_support import BASE, csrf_of, token_for
 
-
-@pytest.fixture
-def client(settings, engine) -> Iterator[TestClient]:
-    seed_papers(engine, now=NOW)
-    with client_for(settings, engine) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def ada(engine) -> Subscriber:
-    return add_confirmed(engine, "ada@example.org", "linear attention", "mixture of experts")
+client, ada = client_fixture, ada_fixture  # test_web_feedback's fixtures, under their names
 
 
 def saved_rows(engine) -> list[tuple[int, str, int | None]]:
