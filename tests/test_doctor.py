@@ -9,15 +9,12 @@ import ipaddress
 import json
 import sqlite3
 import ssl
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from cryptography import x509
@@ -37,6 +34,7 @@ from papermail.web.app import create_app
 from tests.conftest import CollectingHandler, free_port, make_settings
 from tests.dnsstub import DNSStub
 from tests.dnsstub import dns_stub as dns_stub_fixture
+from tests.live_server import serving
 
 dns_stub = dns_stub_fixture  # the fixture, under its name
 
@@ -149,11 +147,6 @@ def relay(tls_files, monkeypatch) -> Iterator[Relay]:
 # --- the web app, the database, DNS --------------------------------------------------------
 
 
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # a thread cannot own signals
-        pass
-
-
 @pytest.fixture
 def live_web(tmp_path) -> Iterator[str]:
     """The web app on a free port over its own migrated database: its BASE_URL."""
@@ -165,23 +158,10 @@ def live_web(tmp_path) -> Iterator[str]:
     )
     engine = make_engine(settings)
     create_tables(engine)
-    server = _Server(
-        uvicorn.Config(
-            create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
     try:
-        yield settings.base_url
+        with serving(create_app(settings, engine=engine), port):
+            yield settings.base_url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         engine.dispose()
 
 

@@ -7,14 +7,11 @@ Never `playwright install`: the browser is the system's /usr/bin/chromium (see T
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy.engine import Engine
 
@@ -23,6 +20,7 @@ from papermail.services.ingest import ingest_paths
 from papermail.settings import Settings
 from papermail.web import create_app
 from tests.conftest import REPO, SMTPServer, free_port, make_settings
+from tests.live_server import serving
 
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 CHROMIUM_ARGS = [
@@ -62,11 +60,6 @@ class LiveApp:
     smtp: SMTPServer
 
 
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the test runner owns signals
-        pass
-
-
 @pytest.fixture
 def live_app(tmp_path, seeds_dir, smtp_server) -> Iterator[LiveApp]:
     """The app on a free port (a real HTTP server), mail to the real aiosmtpd server; the
@@ -83,22 +76,10 @@ def live_app(tmp_path, seeds_dir, smtp_server) -> Iterator[LiveApp]:
     create_tables(engine)
     reports = ingest_paths(engine, sorted(seeds_dir.glob("*.txt"))[:4])
     assert all(r.ok for r in reports)
-    config = uvicorn.Config(
-        create_app(settings, engine=engine), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
     try:
-        yield LiveApp(settings.base_url, settings, engine, smtp_server)
+        with serving(create_app(settings, engine=engine), port):
+            yield LiveApp(settings.base_url, settings, engine, smtp_server)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         engine.dispose()
 
 
