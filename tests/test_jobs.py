@@ -16,6 +16,7 @@ from papermail.services.ingest import ingest_sources
 from papermail.services.jobs import Stage, job_run
 from papermail.services.subscriptions import Preferences, add_subscriber
 from tests.conftest import free_port, make_settings
+from tests.test_schedule import add_three_zones, in_process_tasks
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 SLOT = "2026-11-23T09:00:00+00:00"  # 09:00 UTC, 18:00 in Tokyo, 04:00 in New York
@@ -57,19 +58,12 @@ def test_ingest_records_one_run_per_source_and_a_failing_one(engine, settings, s
 
 def test_dispatch_tick_records_dispatch_score_and_send(engine, settings, seeds_dir):
     from workers import tasks
-    from workers.app import celery_app, configure
 
     ingest_sources(engine, settings, [str(seeds_dir / "daily-papers-1.txt")], now=NOW)
-    with session_scope(engine) as session:
-        for i, zone in enumerate(["UTC", "Asia/Tokyo", "America/New_York"]):
-            prefs = Preferences(keywords=("language models",), timezone=zone, send_hour=8)
-            add_subscriber(session, email=f"u{i}@example.org", prefs=prefs, confirmed=True)
-    configure(celery_app, settings)  # in-process tasks on this test's database and outbox
-    try:
+    add_three_zones(engine)
+    with in_process_tasks(settings):
         first = tasks.send_due.apply(kwargs={"now": SLOT}).get()
         second = tasks.send_due.apply(kwargs={"now": SLOT}).get()
-    finally:
-        configure(celery_app, make_settings(settings.var_dir.parent))
     assert (first["due"], second["due"]) == (2, 0)
 
     dispatch = runs(engine, "dispatch")

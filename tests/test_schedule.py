@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -121,23 +123,37 @@ def test_due_groups_query_agrees_with_the_local_clock_rules(engine):
             assert due_groups(session, now) == expected, now
 
 
-def test_dispatching_twice_for_the_same_slot_sends_nothing_twice(engine, settings, seeds_dir):
-    from workers import tasks
-    from workers.app import celery_app, configure
-
-    ingest_paths(engine, [seeds_dir / "daily-papers-1.txt"], now=datetime(2026, 11, 23, tzinfo=UTC))
+def add_three_zones(engine) -> None:
+    """Three confirmed subscribers wanting "language models" at 08:00: in UTC, Tokyo, New York."""
     with session_scope(engine) as session:
         for i, zone in enumerate(["UTC", "Asia/Tokyo", "America/New_York"]):
             prefs = Preferences(keywords=("language models",), timezone=zone, send_hour=8)
             add_subscriber(session, email=f"u{i}@example.org", prefs=prefs, confirmed=True)
-    configure(celery_app, settings)  # in-process tasks on this test's database and outbox
+
+
+@contextmanager
+def in_process_tasks(settings) -> Iterator[None]:
+    """Celery tasks run in-process on this test's database and outbox for a block; afterwards the
+    app goes back to the default settings."""
+    from workers.app import celery_app, configure
+
+    configure(celery_app, settings)
     try:
+        yield
+    finally:
+        configure(celery_app, make_settings(settings.var_dir.parent))
+
+
+def test_dispatching_twice_for_the_same_slot_sends_nothing_twice(engine, settings, seeds_dir):
+    from workers import tasks
+
+    ingest_paths(engine, [seeds_dir / "daily-papers-1.txt"], now=datetime(2026, 11, 23, tzinfo=UTC))
+    add_three_zones(engine)
+    with in_process_tasks(settings):
         slot = "2026-11-23T09:00:00+00:00"  # 09:00 UTC and 18:00 Tokyo, 04:00 New York
         first = tasks.send_due.apply(kwargs={"now": slot}).get()
         second = tasks.send_due.apply(kwargs={"now": slot}).get()
         later = tasks.send_due.apply(kwargs={"now": "2026-11-23T09:05:00+00:00"}).get()
-    finally:
-        configure(celery_app, make_settings(settings.var_dir.parent))
     assert (first["due"], second["due"], later["due"]) == (2, 0, 0)
     assert len(list(settings.resolved_outbox_dir.glob("*.eml"))) == 2
     with Session(engine) as session:
