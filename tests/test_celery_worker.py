@@ -134,8 +134,8 @@ def running_worker(settings: Settings, workdir: Path, **kwargs) -> Iterator[Work
         configure(celery_app, make_settings(workdir))
 
 
-@pytest.fixture
-def worker_settings(tmp_path, redis_url, smtp_server):
+def smtp_worker_settings(tmp_path, redis_url, smtp_server, **overrides) -> Settings:
+    """Settings for a real worker: SQLite in tmp_path, the private Redis, mail to smtp_server."""
     return make_settings(
         tmp_path,
         database_url=f"sqlite:///{tmp_path / 'papermail.db'}",
@@ -143,7 +143,13 @@ def worker_settings(tmp_path, redis_url, smtp_server):
         mail_backend="smtp",
         smtp_host=smtp_server.host,
         smtp_port=smtp_server.port,
+        **overrides,
     )
+
+
+@pytest.fixture
+def worker_settings(tmp_path, redis_url, smtp_server):
+    return smtp_worker_settings(tmp_path, redis_url, smtp_server)
 
 
 @pytest.fixture

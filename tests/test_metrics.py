@@ -18,7 +18,7 @@ from papermail.models import JobRun
 from papermail.services import delivery, digests
 from papermail.services.ingest import ingest_sources
 from tests.conftest import CollectingHandler, SMTPServer, free_port, make_settings, running_smtp
-from tests.test_celery_worker import running_worker
+from tests.test_celery_worker import running_worker, smtp_worker_settings
 from tests.test_web_support import add_confirmed, client_for, seed_papers
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -156,13 +156,10 @@ def test_prefork_worker_serves_its_pool_processes_counts(
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     port = free_port()
-    settings = make_settings(
+    settings = smtp_worker_settings(
         tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'papermail.db'}",
-        redis_url=redis_url,
-        mail_backend="smtp",
-        smtp_host=smtp_server.host,
-        smtp_port=smtp_server.port,
+        redis_url,
+        smtp_server,
         worker_metrics_port=port,
         prometheus_multiproc_dir=str(metrics_dir),
     )
