@@ -8,12 +8,15 @@ import csv
 import io
 import re
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 import pyotp
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from papermail.db import session_scope
@@ -78,6 +81,22 @@ def post(client: TestClient, path: str, page: str, **data: str):
 def row(engine, model, ident):
     with Session(engine) as session:
         return session.get(model, ident)
+
+
+@contextmanager
+def ops_console(tmp_path, database_url, **overrides) -> Iterator[tuple[Engine, TestClient]]:
+    """The console on settings of its own (`overrides`) over a fresh database holding the
+    operator "ops": its engine and a client, for a block."""
+    from papermail.db import create_tables, make_engine
+
+    settings = make_settings(tmp_path, database_url=database_url, **overrides)
+    engine = make_engine(settings)
+    create_tables(engine)
+    try:
+        add_operator(engine, "ops")
+        yield engine, client_for(settings, engine)
+    finally:
+        engine.dispose()
 
 
 # --- Accounts from the command line ---------------------------------------------------------
@@ -179,14 +198,7 @@ def test_login_wrong_unknown_right_and_logout(settings, engine):
 
 
 def test_lockout_after_max_failed_logins_same_for_unknown_users(tmp_path, database_url):
-    settings = make_settings(tmp_path, database_url=database_url, admin_max_failed_logins=3)
-    from papermail.db import create_tables, make_engine
-
-    engine = make_engine(settings)
-    create_tables(engine)
-    try:
-        add_operator(engine, "ops")
-        client = client_for(settings, engine)
+    with ops_console(tmp_path, database_url, admin_max_failed_logins=3) as (engine, client):
         for name in ("ops", "ghost"):
             assert login(client, name, "wrong one").status_code == 401
             assert login(client, name, "wrong two").status_code == 401
@@ -204,8 +216,6 @@ def test_lockout_after_max_failed_logins_same_for_unknown_users(tmp_path, databa
             session.add(ops)
         assert login(client, "ops").status_code == 303
         assert row(engine, Operator, 1).locked_until is None
-    finally:
-        engine.dispose()
 
 
 def test_totp_is_required_and_checked(settings, engine):
@@ -525,22 +535,13 @@ def test_login_never_redirects_off_the_console(settings, engine, target):
 
 
 def test_login_attempts_limited_per_client_ip(tmp_path, database_url):
-    settings = make_settings(tmp_path, database_url=database_url, admin_login_limit_per_ip=2)
-    from papermail.db import create_tables, make_engine
-
-    engine = make_engine(settings)
-    create_tables(engine)
-    try:
-        add_operator(engine, "ops")
-        client = client_for(settings, engine)
+    with ops_console(tmp_path, database_url, admin_login_limit_per_ip=2) as (engine, client):
         assert login(client, "ops", "wrong").status_code == 401
         assert login(client, "ghost", "wrong").status_code == 401
         refused = login(client, "ops")  # even the right password, from this address
         assert refused.status_code == 429 and "Too many login attempts" in refused.text
         assert "pm_admin" not in client.cookies
         assert row(engine, Operator, 1).failed_logins == 1  # the refused try was not checked
-    finally:
-        engine.dispose()
 
 
 def test_states_filter_like_the_badges_and_pages(engine):
