@@ -52,6 +52,18 @@ def signing_settings(tmp_path: Path, key_file: Path, **overrides):
     )
 
 
+def smtp_signing_settings(tmp_path: Path, pem: bytes, smtp_server, **overrides):
+    """signing_settings() with `pem` written to a key file, mail going to `smtp_server`."""
+    return signing_settings(
+        tmp_path,
+        write(tmp_path, pem),
+        mail_backend="smtp",
+        smtp_host=smtp_server.host,
+        smtp_port=smtp_server.port,
+        **overrides,
+    )
+
+
 def verify(data: bytes, stub: DNSStub) -> bool:
     """dkimpy's verdict, its key looked up through the stub over UDP."""
     return dkimpy.verify(data, dnsfunc=dkim_dnsfunc(make_resolver(stub.address)))
@@ -109,13 +121,7 @@ def test_digest_received_over_smtp_verifies_and_a_changed_unsubscribe_does_not(
     tmp_path, seeds_dir, smtp_server, dns_stub, rsa_pem, kind
 ):
     pem = rsa_pem if kind == "rsa" else dkim.generate_key("ed25519")
-    settings = signing_settings(
-        tmp_path,
-        write(tmp_path, pem),
-        mail_backend="smtp",
-        smtp_host=smtp_server.host,
-        smtp_port=smtp_server.port,
-    )
+    settings = smtp_signing_settings(tmp_path, pem, smtp_server)
     dns_stub.add(f"s1._domainkey.{DOMAIN}", "TXT", dkim.load_key(pem).txt_record)
     engine = make_engine(settings)
     create_tables(engine)
@@ -152,13 +158,8 @@ def test_digest_received_over_smtp_verifies_and_a_changed_unsubscribe_does_not(
 
 
 def test_confirmation_mail_is_signed_too(tmp_path, smtp_server, dns_stub, rsa_pem):
-    settings = signing_settings(
-        tmp_path,
-        write(tmp_path, rsa_pem),
-        mail_backend="smtp",
-        smtp_host=smtp_server.host,
-        smtp_port=smtp_server.port,
-        dkim_domain="mail.papermail.test",
+    settings = smtp_signing_settings(
+        tmp_path, rsa_pem, smtp_server, dkim_domain="mail.papermail.test"
     )
     dns_stub.add("s1._domainkey.mail.papermail.test", "TXT", dkim.load_key(rsa_pem).txt_record)
     mails.send_confirmation(
