@@ -230,17 +230,24 @@ def installation(tmp_path, relay, live_web, dns_stub, redis_url, key_pem, **over
     return values
 
 
+@pytest.fixture
+def working(tmp_path, relay, live_web, dns_stub, redis_url, key_pem):
+    """installation() over this test's relay, web app, DNS stub, Redis and key: call it with
+    the settings to change."""
+
+    def values(**overrides) -> dict:
+        return installation(tmp_path, relay, live_web, dns_stub, redis_url, key_pem, **overrides)
+
+    return values
+
+
 def lines(checks) -> dict[str, doctor.Check]:
     return {c.name: c for c in checks}
 
 
-def test_working_installation_is_ok_on_every_line(
-    tmp_path, relay, live_web, dns_stub, redis_url, key_pem
-):
+def test_working_installation_is_ok_on_every_line(tmp_path, working, relay, dns_stub, key_pem):
     publish(dns_stub, key_pem)
-    settings = make_settings(
-        tmp_path, **installation(tmp_path, relay, live_web, dns_stub, redis_url, key_pem)
-    )
+    settings = make_settings(tmp_path, **working())
     checks = run_checks(settings, now=NOW)
     found = lines(checks)
     assert [c for c in checks if c.status is not Status.ok] == []
@@ -272,18 +279,12 @@ def test_working_installation_is_ok_on_every_line(
 
 
 def test_broken_installation_names_each_fault_and_exits_non_zero(
-    tmp_path, relay, live_web, dns_stub, redis_url, key_pem, monkeypatch
+    tmp_path, working, relay, dns_stub, key_pem, monkeypatch
 ):
     """Wrong AUTH password, no DMARC, a DKIM record of another key, a weak SECRET_KEY in
     production, an unmigrated database: through the CLI, as the operator runs it."""
     publish(dns_stub, dkim.generate_key("rsa"), dmarc=False)
-    values = installation(
-        tmp_path,
-        relay,
-        live_web,
-        dns_stub,
-        redis_url,
-        key_pem,
+    values = working(
         smtp_password="wrong-password",
         secret_key="short-secret",
         database_url=f"sqlite:///{empty_database(tmp_path / 'empty.db')}",
@@ -315,7 +316,7 @@ def test_broken_installation_names_each_fault_and_exits_non_zero(
 
 
 def test_closed_smtp_port_stale_beat_and_deep_queue(
-    tmp_path, relay, live_web, dns_stub, redis_url, key_pem
+    tmp_path, working, dns_stub, redis_url, key_pem
 ):
     import redis
 
@@ -323,13 +324,7 @@ def test_closed_smtp_port_stale_beat_and_deep_queue(
     closed = free_port()
     settings = make_settings(
         tmp_path,
-        **installation(
-            tmp_path,
-            relay,
-            live_web,
-            dns_stub,
-            redis_url,
-            key_pem,
+        **working(
             smtp_port=closed,
             database_url=migrated_database(
                 tmp_path / "stale.db", dispatch_finished=NOW - timedelta(minutes=16)
