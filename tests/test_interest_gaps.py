@@ -7,8 +7,7 @@ SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from html import unescape
 
 import pytest
@@ -20,16 +19,14 @@ from papermail.db import session_scope
 from papermail.models import Digest, DigestItem, Interest, Paper, Rating, SavedPaper, Subscriber
 from papermail.services import interests
 from papermail.tokens import Purpose
-from tests.test_web_support import add_confirmed, csrf_of, seeded_client, token_for
+from tests.test_web_feedback import NOW
+from tests.test_web_feedback import client as client_fixture
+from tests.test_web_support import add_confirmed, csrf_of, token_for
 
-NOW = datetime.now(UTC).replace(microsecond=0)
 LINEAR = ("2611.00000", "2611.00001")  # "Linear Attention Transformers...", "Gated Linear..."
 
 
-@pytest.fixture
-def client(settings, engine) -> Iterator[TestClient]:
-    with seeded_client(settings, engine, now=NOW) as test_client:
-        yield test_client
+client = client_fixture  # test_web_feedback's: the sample papers listed on NOW's day
 
 
 @pytest.fixture

@@ -25,9 +25,10 @@ from tests.test_emails import HOSTILE, ClientView, entry
 from tests.test_web_support import (
     BASE,
     add_confirmed,
+    client_for,
     csrf_of,
     outbox,
-    seeded_client,
+    seed_papers,
     text_of,
     token_for,
 )
@@ -38,7 +39,8 @@ FEEDBACK_URL = re.compile(re.escape(BASE) + r"(/f/([\w.\-]+)/(\d+)/(more|less|mu
 
 @pytest.fixture
 def client(settings, engine) -> Iterator[TestClient]:
-    with seeded_client(settings, engine, now=NOW) as test_client:
+    seed_papers(engine, now=NOW)
+    with client_for(settings, engine) as test_client:
         yield test_client
 
 

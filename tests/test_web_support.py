@@ -62,12 +62,6 @@ def seed_papers(engine: Engine, *, now: datetime | None = None) -> None:
             )
 
 
-def seeded_client(settings: Settings, engine: Engine, *, now: datetime | None = None) -> TestClient:
-    """seed_papers() listed on `now`'s day, then client_for(): use it as a context manager."""
-    seed_papers(engine, now=now)
-    return client_for(settings, engine)
-
-
 def add_confirmed(engine: Engine, email: str, *keywords: str, **prefs) -> Subscriber:
     with session_scope(engine) as session:
         return add_subscriber(
