@@ -30,7 +30,8 @@ from collections.abc import (
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import pairwise
+from itertools import chain, pairwise, repeat
+from operator import attrgetter
 
 import numpy as np
 import scipy.sparse as sp
@@ -87,6 +88,13 @@ class _Eligible:
         self.numbers[id(allowed)] = number
         return number
 
+    def number(self, allowed: Collection[int] | None) -> int:
+        """The row of `allowed`: -1 for None (every paper), each collection object read once."""
+        if allowed is None:
+            return -1
+        number = self.numbers.get(id(allowed))
+        return self.add(allowed) if number is None else number
+
     def matrix(self) -> np.ndarray:
         return np.array(self.masks, dtype=bool).reshape(-1, self.n)
 
@@ -113,38 +121,34 @@ def _rows(
     eligible: Mapping[Hashable, Collection[int]] | None,
     feedback: Mapping[Hashable, Feedback] | None,
 ) -> _Rows:
-    """One pass over the profiles: a signature per profile (limit, eligible set, keywords),
-    each distinct one a row; a profile with ratings is always a row of its own. The loop is the
-    one part of rank() per subscriber in Python."""
-    seen: dict[tuple, int] = {}
-    of: list[int] = []
-    heads: list[int] = []  # per row: its limit, then its eligible set's number
-    keywords: list = []  # per row: phrase, weight and negative of each keyword
-    sizes: list[int] = []
+    """A signature per profile (limit, eligible set, keywords), each distinct one a row, in
+    order of first use; a profile with ratings is always a row of its own. Built with
+    comprehensions over the profiles (the one part of rank() per subscriber in Python)."""
+    keys = [profile.key for profile in profiles]
     masks = _Eligible(n)
-    allowed_for = (eligible or {}).get
+    numbers: Iterable[int] = repeat(-1)
+    if eligible:
+        numbers = list(map(masks.number, map(eligible.get, keys)))
+    signatures: Iterable[tuple] = zip(
+        map(_LIMIT, profiles), numbers, map(_KEYWORDS, profiles), strict=False
+    )
+    rated_at = [i for i, key in enumerate(keys) if feedback.get(key)] if feedback else []
+    if rated_at:  # a rated profile learns on its own: its signature names it
+        signatures = list(signatures)
+        for i in rated_at:
+            signatures[i] = (*signatures[i], i)
+    seen: dict[tuple, int] = {}
+    of = [seen.setdefault(signature, len(seen)) for signature in signatures]
     texts: dict[PaperText, int] = {}
     rated: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    keys = [profile.key for profile in profiles]
-    for profile, key in zip(profiles, keys, strict=True):
-        allowed = allowed_for(key)
-        number = -1 if allowed is None else masks.numbers.get(id(allowed))
-        if number is None:
-            number = masks.add(allowed)
-        given = feedback.get(key) if feedback else None
-        if given:  # rated: learns on its own
-            row = len(sizes)
-            liked = [texts.setdefault(p, len(texts)) for p in given.liked]
-            disliked = [texts.setdefault(p, len(texts)) for p in given.disliked]
-            rated[row] = (np.array(liked, dtype=np.intp), np.array(disliked, dtype=np.intp))
-        else:
-            row = seen.setdefault((profile.limit, number, profile.keywords), len(sizes))
-        if row == len(sizes):
-            heads += (profile.limit, number)
-            for kw in profile.keywords:
-                keywords += kw  # phrase, weight, negative
-            sizes.append(len(profile.keywords))
-        of.append(row)
+    for i in rated_at:
+        given = feedback[keys[i]]  # type: ignore[index]
+        liked = [texts.setdefault(p, len(texts)) for p in given.liked]
+        disliked = [texts.setdefault(p, len(texts)) for p in given.disliked]
+        rated[of[i]] = (np.array(liked, dtype=np.intp), np.array(disliked, dtype=np.intp))
+    distinct = list(seen)
+    sizes = [len(signature[2]) for signature in distinct]
+    keywords = list(chain.from_iterable(chain.from_iterable(s[2] for s in distinct)))
 
     typed = keywords[0::3]
     phrases = sorted({phrase.strip() for phrase in set(typed)})
@@ -161,8 +165,13 @@ def _rows(
     neg = sp.csr_matrix(
         (np.ones(int(negative.sum())), (rows[negative], cols[negative])), shape, dtype=float
     )
-    limit, mask = np.array(heads, dtype=np.intp).reshape(-1, 2).T
+    limit = np.fromiter((s[0] for s in distinct), np.intp, len(distinct))
+    mask = np.fromiter((s[1] for s in distinct), np.intp, len(distinct))
     return _Rows(keys, of, phrases, pos, neg, limit, mask, masks.matrix(), rated, list(texts))
+
+
+_LIMIT = attrgetter("limit")
+_KEYWORDS = attrgetter("keywords")
 
 
 def _top(
