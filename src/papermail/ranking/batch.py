@@ -345,8 +345,9 @@ class _Matches:
         if len(told):  # one label per distinct (phrase, words held, related paper, paper)
             held = np.where(partial[told], t.present[pos[told]], -1)
             target = np.where(related[told] >= 0, paper[told], -1)
-            keys = np.stack([phrase[told], held, related[told], target], axis=1)
-            distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
+            distinct, inverse = _distinct_rows(
+                np.stack([phrase[told], held, related[told], target])
+            )
             labels = np.array(
                 [self.label_of(int(p), int(h), int(r), int(d)) for p, h, r, d in distinct.tolist()],
                 dtype=object,
@@ -359,6 +360,20 @@ class _Matches:
         details = (tuple(vias.tolist()), tuple(((bits & NEAR_BIT) == 0).tolist()), share.tolist())
         bounds = np.searchsorted(pair, np.arange(len(rows) + 1)).tolist()
         return [(names_t[a:b], places[a:b], (*details, a, b)) for a, b in pairwise(bounds)]
+
+
+def _distinct_rows(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(columns.T, axis=0, return_inverse=True), by one 1-D unique of the rows' mixed
+    -radix numbers when they fit in 63 bits (axis=0 sorts structured rows: ~5x slower)."""
+    low = columns.min(axis=1, keepdims=True)
+    sizes = (columns.max(axis=1) - low.ravel() + 1).tolist()
+    if float(np.prod(sizes, dtype=float)) >= 2.0**63:
+        distinct, inverse = np.unique(columns.T, axis=0, return_inverse=True)
+        return distinct, inverse.ravel()
+    numbers, inverse = np.unique(
+        np.ravel_multi_index(tuple(columns - low), sizes), return_inverse=True
+    )
+    return np.stack(np.unravel_index(numbers, sizes), axis=1) + low.T, inverse.ravel()
 
 
 def _groups(
@@ -510,7 +525,7 @@ class _Picker:
         scores = chunk.scores(None if self.norms is None else self.norms[start:stop])
         if options.context > 0:
             scores = prf.in_context(chunk.part, chunk.block, scores, options.context)
-        rated = [row for row in range(start, stop) if row in rows.rated]
+        rated = [row for row in range(start, stop) if row in rows.rated] if rows.rated else []
         if rated:
             local = np.array(rated) - start
             blended, shifts = learning.blend(

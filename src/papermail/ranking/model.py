@@ -109,11 +109,22 @@ class RelevanceModel:
         return found
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_tokens"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_tokens", "_last")}
 
     def vectors(self, papers: Sequence[PaperText]) -> Vectors:
         """TF-IDF rows for papers: tf = title_weight x title count + abstract count, then
-        1 + log(tf), times idf, L2-normalized over every term of the paper."""
+        1 + log(tf), times idf, L2-normalized over every term of the paper. The last papers'
+        rows are kept: a day's scoring ranks the same candidates once per batch of subscribers.
+        Do not change the arrays returned."""
+        key = tuple(papers)
+        last = getattr(self, "_last", None)
+        if last is not None and last[0] == key:
+            return last[1]
+        found = self._vectors(key)
+        self._last = (key, found)
+        return found
+
+    def _vectors(self, papers: Sequence[PaperText]) -> Vectors:
         columns: dict[str, int] = {}
         fields: list[tuple[list[int], list[int]]] = [([], []), ([], [])]
         for i, paper in enumerate(papers):

@@ -116,6 +116,9 @@ def _is_acronym(token: str) -> bool:
 TEXTS_KEPT = 4096  # analyzed texts an Analyzer remembers
 
 
+SURFACES_KEPT = 4096  # texts whose word forms an Analyzer keeps (a few days of papers)
+
+
 class Analyzer:
     """Text -> terms (unigrams then bigrams). A picklable callable: models keep it.
 
@@ -127,6 +130,7 @@ class Analyzer:
         self.stemming = stemming
         self.bigrams = bigrams
         self._cache: dict[str, str] = {}
+        self._surfaces: dict[str, dict[str, str]] = {}  # a day's papers, asked again per batch
 
     def __getstate__(self) -> dict:
         return {"stemming": self.stemming, "bigrams": self.bigrams}
@@ -191,7 +195,16 @@ class Analyzer:
 
     def surface(self, text: str) -> dict[str, str]:
         """Each unigram term found in `text` -> the lowercase word it came from (the first seen),
-        so that stems can be shown as words ("segment" -> "segmentation")."""
+        so that stems can be shown as words ("segment" -> "segmentation"). Kept for the last
+        SURFACES_KEPT texts: do not change the dict returned."""
+        found = self._surfaces.get(text)
+        if found is None:
+            if len(self._surfaces) >= SURFACES_KEPT:
+                self._surfaces.clear()
+            found = self._surfaces[text] = self._surface(text)
+        return found
+
+    def _surface(self, text: str) -> dict[str, str]:
         found: dict[str, str] = {}
         for part in _BREAK.split(strip_accents_unicode(text)):
             for token in _TOKEN.findall(part):
