@@ -253,18 +253,18 @@ class _Chunk:
         return (self.part @ -np.expm1(self.block)) / norms[:, None].astype(np.float32)
 
     def fingerprints(self, rows: np.ndarray, cols: np.ndarray, spread: np.ndarray) -> np.ndarray:
-        """Two independent 64-bit hashes per (row of the chunk, paper) pair of the phrases (and
-        weights) of the row that the paper has: a pairs x 2 array. `spread` holds two random
-        numbers per phrase; a pair's hash is the sum of its hits' (so order does not matter)."""
+        """A 64-bit hash per (row of the chunk, paper) pair of the phrases (and weights) of the
+        row that the paper has. `spread` holds a random number per phrase; a pair's hash is the
+        sum of its hits' (so order does not matter)."""
         pair, slot = _expand(self.part.indptr, rows)
         local = self.part.indices[slot]
         hit = self.block[local, cols[pair]] != 0  # log(1 - s) < 0 wherever s > 0
         pair, phrase, weight = pair[hit], self.used[local[hit]], self.weights[slot[hit]]
-        sums = np.zeros((len(rows), 2), dtype=np.uint64)
+        sums = np.zeros(len(rows), dtype=np.uint64)
         if len(pair):
             starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
-            salted = spread[phrase] ^ (weight.view(np.uint64)[:, None] * _SALT)
-            sums[pair[starts]] = np.add.reduceat(salted, starts, axis=0)
+            salted = spread[phrase] ^ (weight.view(np.uint64) * _ODD[0])
+            sums[pair[starts]] = np.add.reduceat(salted, starts)
         return sums
 
 
@@ -273,7 +273,7 @@ class _Matches:
 
     A match is its paper, its score and the (phrase, weight) pairs that found it (the phrase
     table says the rest: where, via, exact, share). Pairs share a Match when paper, score and
-    two independent 64-bit hashes of those pairs agree (see _groups). Pairs of rated rows
+    a 64-bit hash of those pairs agree (see _groups). Pairs of rated rows
     (feedback reasons) are never shared."""
 
     def __init__(
@@ -382,14 +382,14 @@ def _groups(
     """Pairs with the same paper, score and hits: per pair its group, per group its first pair.
     `alone` pairs get a group of their own.
 
-    The first hash of the hits, mixed with paper and score, is sorted with the pair's number in
+    The hash of the hits, mixed with paper and score, is sorted with the pair's number in
     its low bits (a plain sort is 4x an argsort); the first pair of each key represents it, and
-    a pair joins its representative only if paper, score and both hashes agree. Showing a wrong
-    reason would take two independent 64-bit hashes of different hit sets colliding at once
-    (about 2^-128 per pair); a collision of the first alone only costs sharing."""
+    a pair joins its representative only if paper, score and the whole hash agree. Showing a
+    wrong reason would take two different hit sets that give the same paper the same score and
+    the same random 64-bit sum (about 2^-64 for such a pair); a key collision alone only costs
+    sharing."""
     n = len(cols)
-    first, second = prints.T
-    key = _mix(first ^ (cols.astype(np.uint64) * _ODD[2]) ^ (values.view(np.uint64) * _ODD[3]))
+    key = _mix(prints ^ (cols.astype(np.uint64) * _ODD[2]) ^ (values.view(np.uint64) * _ODD[3]))
     low = np.uint64((1 << max(n - 1, 1).bit_length()) - 1)
     packed = np.sort((key & ~low) | np.arange(n, dtype=np.uint64))
     order, high = (packed & low).astype(np.intp), packed & ~low
@@ -399,7 +399,7 @@ def _groups(
     rep = np.empty(n, dtype=np.intp)
     rep[order] = order[new][np.cumsum(new) - 1]
     same = (cols == cols[rep]) & (values == values[rep])
-    same &= (first == first[rep]) & (second == second[rep])
+    same &= prints == prints[rep]
     same &= ~alone & ~alone[rep]
     own = np.where(same, rep, np.arange(n))
     heads = own == np.arange(n)
@@ -412,7 +412,6 @@ _ODD = (  # odd 64-bit constants: each field of a key spread before they are com
     np.uint64(0x165667B19E3779F9),
     np.uint64(0xD6E8FEB86659FD93),
 )
-_SALT = np.array(_ODD[:2])  # a weight's part in each of a pick's two hashes
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -513,13 +512,13 @@ class _Picker:
         self.popularity = _popularity(upvotes, n, options.prior)
         self.similarity = similarity if options.diversity < 1 else None
         self.learned: dict[int, np.ndarray] = {}  # rated row -> its feedback part per paper
-        # two random numbers per phrase: the hashes of a pick's hits (_Chunk.fingerprints)
-        seeds = np.random.default_rng(0).integers(0, 2**63, (len(rows.phrases), 2), np.int64)
+        # a random number per phrase: the hash of a pick's hits (_Chunk.fingerprints)
+        seeds = np.random.default_rng(0).integers(0, 2**63, len(rows.phrases), np.int64)
         self.spread = seeds.view(np.uint64)
 
     def __call__(self, start: int, stop: int) -> tuple[np.ndarray, ...]:
         """(row, paper, score) of the picks of rows start..stop, by row then pick order, and the
-        two hashes of the phrases each picked paper has (picks x 2)."""
+        hash of the phrases each picked paper has."""
         rows, options, n = self.rows, self.options, self.n
         chunk = _Chunk.of(rows.pos, self.table.log_miss, start, stop)
         scores = chunk.scores(None if self.norms is None else self.norms[start:stop])
