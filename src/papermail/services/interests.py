@@ -96,19 +96,26 @@ def _subscriber(session: Session, email: str) -> Subscriber:
     return subscriber
 
 
+def _stored_paper(session: Session, arxiv_id: str | None, title: str | None) -> Paper | None:
+    """The stored paper with this arXiv id (as its key, or recorded on it), else the one whose
+    key is this title's hash."""
+    paper = None
+    if arxiv_id:
+        paper = (
+            session.get(Paper, arxiv_id)
+            or session.exec(select(Paper).where(Paper.arxiv_id == arxiv_id)).first()
+        )
+    if paper is None and title:
+        paper = session.get(Paper, paper_id(title=title))
+    return paper
+
+
 def find_seeds(session: Session, given: Sequence[seed_parsing.Seed]) -> list[SeedResult]:
     """Each seed's paper in the corpus: by arXiv id, else by normalized title."""
     results: list[SeedResult] = []
     by_title: dict[str, tuple[str, str]] | None = None
     for seed in given:
-        paper = None
-        if seed.arxiv_id:
-            paper = (
-                session.get(Paper, seed.arxiv_id)
-                or session.exec(select(Paper).where(Paper.arxiv_id == seed.arxiv_id)).first()
-            )
-        if paper is None and seed.title:
-            paper = session.get(Paper, paper_id(title=seed.title))
+        paper = _stored_paper(session, seed.arxiv_id, seed.title)
         if paper is not None:
             results.append(SeedResult(seed.given, True, paper.id, paper.title))
             continue
@@ -136,14 +143,7 @@ def resolve_pending_seeds(session: Session, topic_ids: Sequence[int]) -> int:
     ]
     found = 0
     for row in pending:
-        paper = None
-        if row.arxiv_id:
-            paper = (
-                session.get(Paper, row.arxiv_id)
-                or session.exec(select(Paper).where(Paper.arxiv_id == row.arxiv_id)).first()
-            )
-        if paper is None and row.title:
-            paper = session.get(Paper, paper_id(title=row.title))
+        paper = _stored_paper(session, row.arxiv_id, row.title)
         if paper is not None:
             row.paper_id, row.found, row.title = paper.id, True, paper.title
             session.add(row)
