@@ -28,9 +28,9 @@ from papermail.dnsrecords import (
 )
 from papermail.doctor import Check, fail, ok, warn
 from papermail.mailer import envelope_address
+from papermail.metrics import CELERY_QUEUE, queue_depths
 from papermail.settings import Settings
 
-CELERY_QUEUE = "celery"  # Celery's default queue: papermail's tasks all use it
 DEFAULT_QUEUE_LIMIT = 1000
 SPF_LOOKUP_LIMIT = 10  # RFC 7208 4.6.4
 
@@ -371,7 +371,7 @@ def redis_checks(settings: Settings, *, queue_limit: int) -> list[Check]:
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
         client.ping()
-        depth = int(client.llen(CELERY_QUEUE))  # type: ignore[arg-type]
+        depth = queue_depths(client)[CELERY_QUEUE]
     except redis.RedisError as exc:
         return [fail("redis", f"the broker at REDIS_URL does not answer: {exc}")]
     finally:

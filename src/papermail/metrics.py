@@ -16,8 +16,9 @@ import hmac
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, values
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -113,6 +114,22 @@ def count_bounce_events(events: Iterable[BounceEvent]) -> None:
 # --- exposition -----------------------------------------------------------------------------
 
 
+def queue_depths(client: Any, queues: Sequence[str] = (CELERY_QUEUE,)) -> dict[str, int]:
+    """Messages waiting in each Celery queue on Redis, its priority lists included (one
+    round trip); what /metrics and `papermail doctor` both report."""
+    with client.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.llen(queue)
+            for step in _PRIORITY_STEPS:
+                pipe.llen(f"{queue}{_PRIORITY_SEP}{step}")
+        lengths = pipe.execute()
+    per_queue = 1 + len(_PRIORITY_STEPS)
+    return {
+        queue: int(sum(lengths[i * per_queue : (i + 1) * per_queue]))
+        for i, queue in enumerate(queues)
+    }
+
+
 class QueueDepth(Collector):
     """`papermail_queue_depth`: messages waiting in Celery's Redis queue (its priority lists
     included), read when scraped; `papermail_redis_up` says whether Redis answered."""
@@ -129,15 +146,8 @@ class QueueDepth(Collector):
         client = redis.Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
         up = 1
         try:
-            with client.pipeline(transaction=False) as pipe:
-                for queue in self.queues:
-                    pipe.llen(queue)
-                    for step in _PRIORITY_STEPS:
-                        pipe.llen(f"{queue}{_PRIORITY_SEP}{step}")
-                lengths = pipe.execute()
-            per_queue = 1 + len(_PRIORITY_STEPS)
-            for i, queue in enumerate(self.queues):
-                depth.add_metric([queue], sum(lengths[i * per_queue : (i + 1) * per_queue]))
+            for queue, waiting in queue_depths(client, self.queues).items():
+                depth.add_metric([queue], waiting)
         except redis.RedisError as exc:
             log.warning("metrics: no queue depth, Redis did not answer: %s", exc)
             up = 0
